@@ -79,13 +79,15 @@ TOOL_SRC  := $(sort $(wildcard tools/qforge-*.c))
 TOOLS     := $(TOOL_SRC:tools/%.c=$(BUILD)/bin/%) $(BUILD)/bin/qforge
 TEST_SRC  := $(sort $(wildcard tests/test_*.c))
 TESTS     := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+UTIL_SRC  := $(sort $(wildcard tests/util_*.c))
+UTILS     := $(UTIL_SRC:tests/%.c=$(BUILD)/tests/%)
 HEADERS   := $(sort $(wildcard formats/*.h quantize/*.h convert/*.h verify/*.h))
 
 .PHONY: all lib tools tests test asan demo check-golden fuzz bench install uninstall clean help
 all: $(LIB) $(TOOLS)
 lib: $(LIB)
 tools: $(TOOLS)
-tests: $(TESTS) $(TOOLS)
+tests: $(TESTS) $(UTILS) $(TOOLS)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -103,6 +105,11 @@ $(BUILD)/bin/%: $(BUILD)/obj/tools/%.o $(TOOLS_COMMON_OBJ) $(LIB)
 $(BUILD)/tests/%: tests/%.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(TEST_CFLAGS) $(ALL_LDFLAGS) $< $(LIB) $(LIBS) $(TEST_LIBS) -o $@
+
+# Small helper programs the golden and CLI checks use (no cmocka).
+$(BUILD)/tests/util_%: tests/util_%.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) $< $(LIB) $(LIBS) -o $@
 
 test: tests
 	@QF_BUILD=$(BUILD) sh tests/run.sh
