@@ -141,7 +141,11 @@ typedef struct qf_gguf_tensor {
 /*
  * Open and validate `path`. Returns 0 and sets *out (owned by the caller:
  * free with qf_gguf_close), or QF_EIO / QF_EFORMAT / QF_ETRUNC / QF_ELIMIT /
- * QF_ENOMEM with a message that starts with the path.
+ * QF_EUNSUPPORTED / QF_ENOMEM with a message that starts with the path.
+ * QF_ETRUNC: the file ends before something it announces (a string, a
+ * count that the bytes left cannot hold, tensor data). QF_EUNSUPPORTED:
+ * GGUF version 1, versions above 3, big-endian files. QF_ELIMIT: arrays
+ * nested deeper than 8 levels, sizes that overflow.
  */
 int qf_gguf_open(const char *path, qf_gguf **out, qf_err *err);
 
@@ -178,7 +182,9 @@ int64_t qf_gguf_find_key(const qf_gguf *g, const char *key);
  * _uint accepts any unsigned or non-negative signed integer type; _int any
  * integer type that fits int64; _float FLOAT32/FLOAT64; _str STRING.
  * Return 0, QF_ENOTFOUND if the key is absent, or QF_EFORMAT if its type
- * does not fit (the message names the key and both types).
+ * does not fit (the message names the key and both types). QF_ENOTFOUND
+ * leaves `err` untouched, so optional keys can be probed with the same
+ * record. _get_str's *s is borrowed and not NUL-terminated; len may be NULL.
  */
 int qf_gguf_get_uint(const qf_gguf *g, const char *key, uint64_t *v, qf_err *err);
 int qf_gguf_get_int(const qf_gguf *g, const char *key, int64_t *v, qf_err *err);
@@ -238,6 +244,13 @@ int qf_gguf_writer_set_arr(qf_gguf_writer *w, const char *key, qf_gguf_vtype elt
 /* Array of strings; lens may be NULL for NUL-terminated strings. */
 int qf_gguf_writer_set_arr_str(qf_gguf_writer *w, const char *key, const char *const *strs,
                                const uint64_t *lens, uint64_t n, qf_err *err);
+/* Set a value from its encoded bytes (as qf_gguf_val.raw holds them: for
+ * STRING the length prefix, for ARRAY the element type and count first).
+ * The encoding is checked as the reader checks it (nested arrays allowed, up
+ * to 8 levels); QF_EINVAL if malformed or if bytes are left over. This is how
+ * nested arrays are written. */
+int qf_gguf_writer_set_raw(qf_gguf_writer *w, const char *key, qf_gguf_vtype type,
+                           const void *val, uint64_t len, qf_err *err);
 /* Copy pair i of reader g (any type, nested arrays included) unchanged. */
 int qf_gguf_writer_copy_kv(qf_gguf_writer *w, const qf_gguf *g, int64_t i, qf_err *err);
 /* Remove a key; returns 0 if removed, QF_ENOTFOUND if absent. */
@@ -253,7 +266,9 @@ int qf_gguf_writer_add_tensor(qf_gguf_writer *w, const char *name, int type, uin
                               const uint64_t *ne, qf_err *err);
 
 /* Size the file will have (header, padding and data), once all tensors are
- * declared; valid before begin (for --dry-run). */
+ * declared; valid before begin (for --dry-run). Like ggml, every tensor is
+ * padded to the alignment, the last one included, so the size is a multiple
+ * of the alignment. */
 uint64_t qf_gguf_writer_file_size(const qf_gguf_writer *w);
 
 /*

@@ -1,0 +1,553 @@
+/*
+ * qforge-inspect - list what a model file holds: header, every metadata key
+ * with its type and value, every tensor with its type, shape, offset and
+ * size, and totals. GGUF, safetensors (a file, a sharded index, a folder).
+ */
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "formats/gguf.h"
+#include "formats/safetensors.h"
+#include "formats/types.h"
+#include "tools/cli.h"
+#include "tools/model_open.h"
+
+#define ARRAY_PREVIEW 8 /* array elements shown without --full */
+
+static int opt_full, opt_json;
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "Usage: qforge-inspect [options] FILE\n"
+            "List a model: header, metadata (key, type, value), tensors (name, type,\n"
+            "shape, offset, bytes), totals and bits per weight.\n"
+            "\n"
+            "FILE is a .gguf, a .safetensors, a model.safetensors.index.json, or a\n"
+            "model folder.\n"
+            "\n"
+            "Options:\n"
+            "      --full      print arrays whole (default: the first %d items)\n"
+            "      --json      machine-readable output on stdout\n"
+            "  -q, --quiet     errors only\n"
+            "  -h, --help      this help\n"
+            "      --version   print the version\n"
+            "\n"
+            "Exit status: 0 listed, 1 the file is unreadable or invalid, 2 usage error.\n",
+            ARRAY_PREVIEW);
+}
+
+/* =====================================================================
+ * GGUF values
+ * ===================================================================== */
+
+static void print_float(FILE *f, double v, int is32)
+{
+    char buf[40];
+    snprintf(buf, sizeof buf, "%.6g", v);
+    if (is32 ? (strtof(buf, NULL) != (float)v) : (strtod(buf, NULL) != v))
+        snprintf(buf, sizeof buf, is32 ? "%.9g" : "%.17g", v);
+    fputs(buf, f);
+}
+
+static void text_value(const qf_gguf_val *v, int top);
+
+static void text_array(const qf_gguf_val *v)
+{
+    qf_gguf_iter it;
+    qf_gguf_val e;
+    uint64_t k = 0;
+
+    printf("[");
+    qf_gguf_iter_init(&it, v);
+    while (qf_gguf_iter_next(&it, &e) == 1) {
+        if (!opt_full && k == ARRAY_PREVIEW) {
+            printf(", ...");
+            break;
+        }
+        printf(k ? ", " : "");
+        text_value(&e, 0);
+        k++;
+    }
+    printf("]");
+}
+
+static void text_value(const qf_gguf_val *v, int top)
+{
+    switch (v->type) {
+    case QF_GGUF_UINT8: case QF_GGUF_UINT16: case QF_GGUF_UINT32: case QF_GGUF_UINT64:
+        printf("%" PRIu64, v->u);
+        break;
+    case QF_GGUF_INT8: case QF_GGUF_INT16: case QF_GGUF_INT32: case QF_GGUF_INT64:
+        printf("%" PRId64, v->i);
+        break;
+    case QF_GGUF_FLOAT32:
+        print_float(stdout, v->f, 1);
+        break;
+    case QF_GGUF_FLOAT64:
+        print_float(stdout, v->f, 0);
+        break;
+    case QF_GGUF_BOOL:
+        printf(v->u ? "true" : "false");
+        break;
+    case QF_GGUF_STRING:
+        if (top) {
+            qf_cli_print_escaped(stdout, v->str, v->str_len);
+        } else {
+            putchar('"');
+            qf_cli_print_escaped(stdout, v->str, v->str_len);
+            putchar('"');
+        }
+        break;
+    case QF_GGUF_ARRAY:
+        text_array(v);
+        break;
+    default:
+        printf("?");
+    }
+}
+
+static void json_value(qf_json *j, const qf_gguf_val *v)
+{
+    qf_gguf_iter it;
+    qf_gguf_val e;
+    uint64_t k = 0;
+
+    switch (v->type) {
+    case QF_GGUF_UINT8: case QF_GGUF_UINT16: case QF_GGUF_UINT32: case QF_GGUF_UINT64:
+        qf_json_u64(j, v->u);
+        break;
+    case QF_GGUF_INT8: case QF_GGUF_INT16: case QF_GGUF_INT32: case QF_GGUF_INT64:
+        qf_json_i64(j, v->i);
+        break;
+    case QF_GGUF_FLOAT32:
+        qf_json_f32(j, (float)v->f);
+        break;
+    case QF_GGUF_FLOAT64:
+        qf_json_f64(j, v->f);
+        break;
+    case QF_GGUF_BOOL:
+        qf_json_bool(j, v->u != 0);
+        break;
+    case QF_GGUF_STRING:
+        qf_json_strn(j, v->str, v->str_len);
+        break;
+    case QF_GGUF_ARRAY:
+        qf_json_arr_begin(j);
+        qf_gguf_iter_init(&it, v);
+        while ((opt_full || k < ARRAY_PREVIEW) && qf_gguf_iter_next(&it, &e) == 1) {
+            json_value(j, &e);
+            k++;
+        }
+        qf_json_arr_end(j);
+        break;
+    default:
+        qf_json_null(j);
+    }
+}
+
+/* "[STRING]" for arrays, "[[INT32]]" for nested ones, else the type name. */
+static void type_label(const qf_gguf_val *v, char *buf, size_t cap)
+{
+    qf_gguf_val e = *v;
+    int depth = 0;
+    qf_gguf_iter it;
+
+    while (e.type == QF_GGUF_ARRAY && depth < 8) {
+        qf_gguf_val inner;
+        depth++;
+        qf_gguf_iter_init(&it, &e);
+        if (e.arr_type != QF_GGUF_ARRAY || qf_gguf_iter_next(&it, &inner) != 1) {
+            e.type = e.arr_type;
+            break;
+        }
+        e = inner;
+    }
+    snprintf(buf, cap, "%.*s%s%.*s", depth, "[[[[[[[[", qf_gguf_vtype_name((int)e.type), depth,
+             "]]]]]]]]");
+}
+
+static const char *shape_str(const uint64_t *ne, uint32_t n, char *buf, size_t cap)
+{
+    size_t o = 0;
+    uint32_t d;
+    buf[0] = '\0';
+    for (d = 0; d < n && o < cap; d++)
+        o += (size_t)snprintf(buf + o, cap - o, d ? " x %" PRIu64 : "%" PRIu64, ne[d]);
+    if (n == 0)
+        snprintf(buf, cap, "scalar");
+    return buf;
+}
+
+/* Per-type tally for the totals line. */
+typedef struct {
+    char name[16];
+    uint64_t count, bytes, elements;
+} tally;
+
+static void tally_add(tally *t, int *nt, const char *name, uint64_t bytes, uint64_t elems)
+{
+    int i;
+    for (i = 0; i < *nt; i++)
+        if (strcmp(t[i].name, name) == 0)
+            break;
+    if (i == *nt) {
+        if (*nt >= 64)
+            return;
+        snprintf(t[i].name, sizeof t[i].name, "%s", name);
+        t[i].count = t[i].bytes = t[i].elements = 0;
+        (*nt)++;
+    }
+    t[i].count++;
+    t[i].bytes += bytes;
+    t[i].elements += elems;
+}
+
+static void print_totals(uint64_t n, uint64_t elems, uint64_t bytes, const tally *t, int nt)
+{
+    char a[32], b[32], c[32], h[32];
+    int i;
+    printf("\nTotal: %s tensors, %s elements, %s bytes (%s), %.2f bits per weight\n",
+           qf_cli_commas(n, a, sizeof a), qf_cli_commas(elems, b, sizeof b),
+           qf_cli_commas(bytes, c, sizeof c), qf_cli_human(bytes, h, sizeof h),
+           elems ? (double)bytes * 8.0 / (double)elems : 0.0);
+    printf("Types:");
+    for (i = 0; i < nt; i++)
+        printf("%s %s x%" PRIu64 " (%.2f bpw)", i ? "," : "", t[i].name, t[i].count,
+               t[i].elements ? (double)t[i].bytes * 8.0 / (double)t[i].elements : 0.0);
+    printf("\n");
+}
+
+static void json_totals(qf_json *j, uint64_t n, uint64_t elems, uint64_t bytes, const tally *t,
+                        int nt)
+{
+    int i;
+    qf_json_key(j, "totals");
+    qf_json_obj_begin(j);
+    qf_json_key(j, "tensors");
+    qf_json_u64(j, n);
+    qf_json_key(j, "elements");
+    qf_json_u64(j, elems);
+    qf_json_key(j, "bytes");
+    qf_json_u64(j, bytes);
+    qf_json_key(j, "bits_per_weight");
+    qf_json_f64(j, elems ? (double)bytes * 8.0 / (double)elems : 0.0);
+    qf_json_key(j, "types");
+    qf_json_obj_begin(j);
+    for (i = 0; i < nt; i++) {
+        qf_json_key(j, t[i].name);
+        qf_json_u64(j, t[i].count);
+    }
+    qf_json_obj_end(j);
+    qf_json_obj_end(j);
+}
+
+static int inspect_gguf(const char *path)
+{
+    qf_gguf *g = NULL;
+    qf_err err = { 0 };
+    int64_t i, nkv, nt;
+    uint64_t elems = 0, bytes = 0;
+    tally types[64];
+    int ntypes = 0;
+    char a[32], b[32], h[32], shape[128], tl[40];
+
+    if (qf_gguf_open(path, &g, &err) != 0) {
+        qf_cli_report(&err);
+        return QF_EXIT_FAIL;
+    }
+    nkv = qf_gguf_kv_count(g);
+    nt = qf_gguf_tensor_count(g);
+    for (i = 0; i < nt; i++) {
+        const qf_gguf_tensor *t = qf_gguf_tensor_at(g, i);
+        elems += t->n_elements;
+        bytes += t->nbytes;
+        tally_add(types, &ntypes, qf_ggml_type_name(t->type), t->nbytes, t->n_elements);
+    }
+
+    if (opt_json) {
+        qf_json j;
+        qf_json_init(&j, stdout, 1);
+        qf_json_obj_begin(&j);
+        qf_json_key(&j, "file");
+        qf_json_str(&j, path);
+        qf_json_key(&j, "format");
+        qf_json_str(&j, "gguf");
+        qf_json_key(&j, "version");
+        qf_json_u64(&j, qf_gguf_version(g));
+        qf_json_key(&j, "size");
+        qf_json_u64(&j, qf_gguf_file_size(g));
+        qf_json_key(&j, "alignment");
+        qf_json_u64(&j, qf_gguf_alignment(g));
+        qf_json_key(&j, "data_offset");
+        qf_json_u64(&j, qf_gguf_data_offset(g));
+        qf_json_key(&j, "metadata");
+        qf_json_arr_begin(&j);
+        for (i = 0; i < nkv; i++) {
+            qf_gguf_val v;
+            qf_gguf_kv_value(g, i, &v);
+            qf_json_obj_begin(&j);
+            qf_json_key(&j, "key");
+            qf_json_str(&j, qf_gguf_kv_key(g, i));
+            qf_json_key(&j, "type");
+            qf_json_str(&j, qf_gguf_vtype_name((int)v.type));
+            if (v.type == QF_GGUF_ARRAY) {
+                qf_json_key(&j, "array_type");
+                qf_json_str(&j, qf_gguf_vtype_name((int)v.arr_type));
+                qf_json_key(&j, "count");
+                qf_json_u64(&j, v.arr_n);
+                if (!opt_full && v.arr_n > ARRAY_PREVIEW) {
+                    qf_json_key(&j, "truncated");
+                    qf_json_bool(&j, 1);
+                }
+            }
+            qf_json_key(&j, "value");
+            json_value(&j, &v);
+            qf_json_key(&j, "offset");
+            qf_json_u64(&j, qf_gguf_kv_offset(g, i));
+            qf_json_obj_end(&j);
+        }
+        qf_json_arr_end(&j);
+        qf_json_key(&j, "tensors");
+        qf_json_arr_begin(&j);
+        for (i = 0; i < nt; i++) {
+            const qf_gguf_tensor *t = qf_gguf_tensor_at(g, i);
+            uint32_t d;
+            qf_json_obj_begin(&j);
+            qf_json_key(&j, "name");
+            qf_json_str(&j, t->name);
+            qf_json_key(&j, "type");
+            qf_json_str(&j, qf_ggml_type_name(t->type));
+            qf_json_key(&j, "shape");
+            qf_json_arr_begin(&j);
+            for (d = 0; d < t->n_dims; d++)
+                qf_json_u64(&j, t->ne[d]);
+            qf_json_arr_end(&j);
+            qf_json_key(&j, "elements");
+            qf_json_u64(&j, t->n_elements);
+            qf_json_key(&j, "offset");
+            qf_json_u64(&j, t->offset);
+            qf_json_key(&j, "file_offset");
+            qf_json_u64(&j, qf_gguf_data_offset(g) + t->offset);
+            qf_json_key(&j, "bytes");
+            qf_json_u64(&j, t->nbytes);
+            qf_json_key(&j, "info_offset");
+            qf_json_u64(&j, t->info_offset);
+            qf_json_obj_end(&j);
+        }
+        qf_json_arr_end(&j);
+        json_totals(&j, (uint64_t)nt, elems, bytes, types, ntypes);
+        qf_json_obj_end(&j);
+        qf_json_end(&j);
+        qf_gguf_close(g);
+        return 0;
+    }
+
+    printf("File:     %s\n", path);
+    printf("Format:   GGUF v%u, little-endian, alignment %u\n", qf_gguf_version(g),
+           qf_gguf_alignment(g));
+    printf("Size:     %s bytes (%s), tensor data at offset %s\n",
+           qf_cli_commas(qf_gguf_file_size(g), a, sizeof a),
+           qf_cli_human(qf_gguf_file_size(g), h, sizeof h),
+           qf_cli_commas(qf_gguf_data_offset(g), b, sizeof b));
+    printf("Contents: %" PRId64 " metadata keys, %" PRId64 " tensors\n", nkv, nt);
+
+    printf("\nMetadata\n");
+    printf("%5s  %-40s %-10s %s\n", "#", "key", "type", "value");
+    for (i = 0; i < nkv; i++) {
+        qf_gguf_val v;
+        qf_gguf_kv_value(g, i, &v);
+        type_label(&v, tl, sizeof tl);
+        printf("%5" PRId64 "  %-40s %-10s ", i + 1, qf_gguf_kv_key(g, i), tl);
+        if (v.type == QF_GGUF_ARRAY)
+            printf("%" PRIu64 " items ", v.arr_n);
+        text_value(&v, 1);
+        putchar('\n');
+    }
+
+    printf("\nTensors\n");
+    printf("%5s  %-40s %-7s %-22s %12s %12s\n", "#", "name", "type", "shape (ne0 x ne1 ...)",
+           "offset", "bytes");
+    for (i = 0; i < nt; i++) {
+        const qf_gguf_tensor *t = qf_gguf_tensor_at(g, i);
+        printf("%5" PRId64 "  %-40s %-7s %-22s %12" PRIu64 " %12" PRIu64 "\n", i + 1, t->name,
+               qf_ggml_type_name(t->type), shape_str(t->ne, t->n_dims, shape, sizeof shape),
+               t->offset, t->nbytes);
+    }
+    print_totals((uint64_t)nt, elems, bytes, types, ntypes);
+    qf_gguf_close(g);
+    return 0;
+}
+
+/* =====================================================================
+ * safetensors
+ * ===================================================================== */
+
+static int inspect_st(const char *path)
+{
+    qf_st *st = NULL;
+    qf_err err = { 0 };
+    int64_t i, nt;
+    uint32_t f, nf;
+    uint64_t elems = 0, bytes = 0, size = 0;
+    tally types[64];
+    int ntypes = 0;
+    char a[32], h[32], shape[160];
+
+    if (qf_st_open(path, &st, &err) != 0) {
+        qf_cli_report(&err);
+        return QF_EXIT_FAIL;
+    }
+    nt = qf_st_tensor_count(st);
+    nf = qf_st_file_count(st);
+    for (f = 0; f < nf; f++)
+        size += qf_st_file_size(st, f);
+    for (i = 0; i < nt; i++) {
+        const qf_st_tensor *t = qf_st_tensor_at(st, i);
+        elems += t->n_elements;
+        bytes += t->nbytes;
+        tally_add(types, &ntypes, qf_dtype_name(t->dtype), t->nbytes, t->n_elements);
+    }
+
+    if (opt_json) {
+        qf_json j;
+        qf_json_init(&j, stdout, 1);
+        qf_json_obj_begin(&j);
+        qf_json_key(&j, "file");
+        qf_json_str(&j, path);
+        qf_json_key(&j, "format");
+        qf_json_str(&j, "safetensors");
+        if (qf_st_index_path(st)) {
+            qf_json_key(&j, "index");
+            qf_json_str(&j, qf_st_index_path(st));
+        }
+        qf_json_key(&j, "size");
+        qf_json_u64(&j, size);
+        qf_json_key(&j, "files");
+        qf_json_arr_begin(&j);
+        for (f = 0; f < nf; f++) {
+            int64_t m, nm = qf_st_meta_count(st, f);
+            qf_json_obj_begin(&j);
+            qf_json_key(&j, "path");
+            qf_json_str(&j, qf_st_file_path(st, f));
+            qf_json_key(&j, "size");
+            qf_json_u64(&j, qf_st_file_size(st, f));
+            qf_json_key(&j, "header_size");
+            qf_json_u64(&j, qf_st_header_size(st, f));
+            qf_json_key(&j, "metadata");
+            qf_json_obj_begin(&j);
+            for (m = 0; m < nm; m++) {
+                const char *k, *v;
+                qf_st_meta_at(st, f, m, &k, &v);
+                qf_json_key(&j, k);
+                qf_json_str(&j, v);
+            }
+            qf_json_obj_end(&j);
+            qf_json_obj_end(&j);
+        }
+        qf_json_arr_end(&j);
+        qf_json_key(&j, "tensors");
+        qf_json_arr_begin(&j);
+        for (i = 0; i < nt; i++) {
+            const qf_st_tensor *t = qf_st_tensor_at(st, i);
+            uint32_t d;
+            qf_json_obj_begin(&j);
+            qf_json_key(&j, "name");
+            qf_json_str(&j, t->name);
+            qf_json_key(&j, "dtype");
+            qf_json_str(&j, qf_dtype_name(t->dtype));
+            qf_json_key(&j, "shape");
+            qf_json_arr_begin(&j);
+            for (d = 0; d < t->n_dims; d++)
+                qf_json_u64(&j, t->shape[d]);
+            qf_json_arr_end(&j);
+            qf_json_key(&j, "elements");
+            qf_json_u64(&j, t->n_elements);
+            qf_json_key(&j, "file");
+            qf_json_u64(&j, t->file);
+            qf_json_key(&j, "offset");
+            qf_json_u64(&j, t->offset);
+            qf_json_key(&j, "bytes");
+            qf_json_u64(&j, t->nbytes);
+            qf_json_obj_end(&j);
+        }
+        qf_json_arr_end(&j);
+        json_totals(&j, (uint64_t)nt, elems, bytes, types, ntypes);
+        qf_json_obj_end(&j);
+        qf_json_end(&j);
+        qf_st_close(st);
+        return 0;
+    }
+
+    printf("File:     %s\n", path);
+    if (qf_st_index_path(st))
+        printf("Format:   safetensors, %u shards (index %s)\n", nf, qf_st_index_path(st));
+    else
+        printf("Format:   safetensors\n");
+    printf("Size:     %s bytes (%s)\n", qf_cli_commas(size, a, sizeof a),
+           qf_cli_human(size, h, sizeof h));
+    printf("Contents: %" PRId64 " tensors\n", nt);
+    for (f = 0; f < nf; f++) {
+        int64_t m, nm = qf_st_meta_count(st, f);
+        printf("\nFile %u: %s (%s bytes, header %s bytes)\n", f, qf_st_file_path(st, f),
+               qf_cli_commas(qf_st_file_size(st, f), a, sizeof a),
+               qf_cli_commas(qf_st_header_size(st, f), h, sizeof h));
+        for (m = 0; m < nm; m++) {
+            const char *k, *v;
+            qf_st_meta_at(st, f, m, &k, &v);
+            printf("  __metadata__ %s = ", k);
+            qf_cli_print_escaped(stdout, v, strlen(v));
+            putchar('\n');
+        }
+    }
+    printf("\nTensors (shape row-major, as stored)\n");
+    printf("%5s  %-48s %-7s %-18s %4s %12s %12s\n", "#", "name", "dtype", "shape", "file",
+           "offset", "bytes");
+    for (i = 0; i < nt; i++) {
+        const qf_st_tensor *t = qf_st_tensor_at(st, i);
+        printf("%5" PRId64 "  %-48s %-7s %-18s %4u %12" PRIu64 " %12" PRIu64 "\n", i + 1,
+               t->name, qf_dtype_name(t->dtype), shape_str(t->shape, t->n_dims, shape, sizeof shape),
+               t->file, t->offset, t->nbytes);
+    }
+    print_totals((uint64_t)nt, elems, bytes, types, ntypes);
+    qf_st_close(st);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        { "full", no_argument, NULL, 'F' },   { "json", no_argument, NULL, 'J' },
+        { "quiet", no_argument, NULL, 'q' },  { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, 'V' }, { NULL, 0, NULL, 0 },
+    };
+    qf_err err = { 0 };
+    int c, kind;
+
+    qf_cli_init(argv[0]);
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "qh", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'F': opt_full = 1; break;
+        case 'J': opt_json = 1; break;
+        case 'q': qf_cli_verbosity = 0; break;
+        case 'h': usage(stdout); return 0;
+        case 'V': qf_cli_version(); return 0;
+        default:
+            return qf_cli_usage_error("unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind >= argc)
+        return qf_cli_usage_error("missing FILE");
+    if (optind + 1 < argc)
+        return qf_cli_usage_error("one FILE at a time (got '%s' too)", argv[optind + 1]);
+    kind = qf_tool_sniff(argv[optind], &err);
+    if (kind < 0) {
+        qf_cli_report(&err);
+        return QF_EXIT_FAIL;
+    }
+    return kind == QF_KIND_GGUF ? inspect_gguf(argv[optind]) : inspect_st(argv[optind]);
+}
