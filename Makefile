@@ -121,7 +121,7 @@ asan:
 demo: all
 	@sh scripts/demo.sh $(BUILD)
 
-check-golden: all
+check-golden: all $(UTILS)
 	@QF_BUILD=$(BUILD) sh tests/golden/run.sh
 
 # libFuzzer targets: build-fuzz/fuzz_<reader>; run with FUZZ_SECONDS (default 60).

@@ -92,7 +92,7 @@ for dump in sorted(glob.glob(os.path.join(golden, "**", "*.dump.txt"), recursive
     ours = inspect(path)
     bykey = {m["key"]: m for m in ours["metadata"]}
     kv_bad, tens = [], []
-    for line in open(dump, encoding="utf-8"):
+    for line in open(dump, encoding="utf-8").read().split("\n"):
         m = kv_re.match(line)
         if m and not m.group(4).startswith("GGUF."):
             typ, count, key = m.group(2), int(m.group(3)), m.group(4)
