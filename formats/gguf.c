@@ -885,6 +885,20 @@ void qf_gguf_release_tensor(const qf_gguf *g, int64_t i)
     qf_map_release(g->map, g->data_offset + g->t[i].offset, g->t[i].nbytes);
 }
 
+void qf_gguf_release_range(const qf_gguf *g, int64_t i, uint64_t off, uint64_t len)
+{
+    const qf_gguf_tensor *t;
+
+    if (!g || !g->map || i < 0 || i >= g->n_t)
+        return;
+    t = &g->t[i];
+    if (off >= t->nbytes || len == 0)
+        return;
+    if (len > t->nbytes - off)
+        len = t->nbytes - off;
+    qf_map_release(g->map, g->data_offset + t->offset + off, len);
+}
+
 /* =====================================================================
  * Writer
  * ===================================================================== */

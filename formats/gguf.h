@@ -202,6 +202,12 @@ int64_t qf_gguf_find_tensor(const qf_gguf *g, const char *name);        /* index
  * buffers). */
 void qf_gguf_release_tensor(const qf_gguf *g, int64_t i);
 
+/* Same for bytes [off, off + len) of tensor i's data (offsets relative to
+ * t->data, clipped to the tensor): for callers streaming a large tensor.
+ * Only pages wholly inside the range are given back. No-op for buffers and
+ * bad indexes. */
+void qf_gguf_release_range(const qf_gguf *g, int64_t i, uint64_t off, uint64_t len);
+
 /* ---------------------------------------------------------------------
  * Writer
  * ------------------------------------------------------------------- */

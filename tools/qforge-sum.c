@@ -65,7 +65,10 @@ typedef struct {
     const uint8_t *data;
     uint64_t nbytes;
     uint8_t digest[QF_SHA256_LEN];
-    _Atomic int pending; /* passes still to read this tensor; 0 -> release */
+    /* Bytes each pass (per-tensor, all-data) has read. A pass gives back the
+     * part of each chunk it reads that the other pass has read already, so
+     * every byte is released by whichever pass reads it last. */
+    _Atomic uint64_t progress[2];
 } item;
 
 typedef struct {
@@ -130,28 +133,38 @@ static int model_open(const char *path, model *m, qf_err *err)
     return 0;
 }
 
-/* One pass is done with tensor i; the last one gives its pages back. */
-static void done_with(model *m, int64_t i)
+/* Give back the pages of bytes [lo, hi) of tensor i. */
+static void release(model *m, int64_t i, uint64_t lo, uint64_t hi)
 {
-    if (atomic_fetch_sub(&m->items[i].pending, 1) != 1)
+    if (hi <= lo)
         return;
     if (m->g)
-        qf_gguf_release_tensor(m->g, i);
+        qf_gguf_release_range(m->g, i, lo, hi - lo);
     else
-        qf_st_release_tensor(m->st, i);
+        qf_st_release_range(m->st, i, lo, hi - lo);
 }
 
-static void hash_chunks(model *m, qf_sha256 *a, qf_sha256 *b, const uint8_t *p, uint64_t n)
+/*
+ * Hash tensor i with `a` (and `b` too when one pass feeds both digests),
+ * as pass number `pass` (0 per-tensor, 1 all-data; `single` when it is the
+ * only pass), releasing pages behind it.
+ */
+static void hash_tensor(model *m, int64_t i, int pass, int single, qf_sha256 *a, qf_sha256 *b)
 {
-    while (n > 0) {
-        size_t k = n > CHUNK ? CHUNK : (size_t)n;
-        if (a)
-            qf_sha256_update(a, p, k);
+    item *it = &m->items[i];
+    uint64_t off = 0, n = it->nbytes;
+
+    while (off < n) {
+        size_t k = n - off > CHUNK ? CHUNK : (size_t)(n - off);
+        uint64_t other;
+        qf_sha256_update(a, it->data + off, k);
         if (b)
-            qf_sha256_update(b, p, k);
-        qf_progress_add(m->prog, b && a ? 2 * (uint64_t)k : k);
-        p += k;
-        n -= k;
+            qf_sha256_update(b, it->data + off, k);
+        qf_progress_add(m->prog, single ? 2 * (uint64_t)k : k);
+        atomic_store(&it->progress[pass], off + k);
+        other = single ? off + k : atomic_load(&it->progress[1 - pass]);
+        release(m, i, off, other < off + k ? other : off + k);
+        off += k;
     }
 }
 
@@ -167,9 +180,8 @@ static void *per_tensor_worker(void *arg)
     }
     while ((i = atomic_fetch_add(&m->next, 1)) < m->n) {
         qf_sha256_reset(h);
-        hash_chunks(m, h, NULL, m->items[i].data, m->items[i].nbytes);
+        hash_tensor(m, i, 0, 0, h, NULL);
         qf_sha256_final(h, m->items[i].digest);
-        done_with(m, i);
     }
     qf_sha256_free(h);
     return NULL;
@@ -185,10 +197,8 @@ static void *all_data_worker(void *arg)
         m->failed = 1;
         return NULL;
     }
-    for (i = 0; i < m->n; i++) {
-        hash_chunks(m, h, NULL, m->items[i].data, m->items[i].nbytes);
-        done_with(m, i);
-    }
+    for (i = 0; i < m->n; i++)
+        hash_tensor(m, i, 1, 0, h, NULL);
     qf_sha256_final(h, m->all);
     qf_sha256_free(h);
     return NULL;
@@ -202,7 +212,8 @@ static int hash_model(model *m, int threads, const char *label, qf_err *err)
 
     for (i = 0; i < m->n; i++) {
         total += m->items[i].nbytes;
-        atomic_store(&m->items[i].pending, threads > 1 ? 2 : 1);
+        atomic_store(&m->items[i].progress[0], 0);
+        atomic_store(&m->items[i].progress[1], 0);
     }
     m->prog = qf_progress_new(label, 2 * total);
     if (threads <= 1) {
@@ -212,9 +223,8 @@ static int hash_model(model *m, int threads, const char *label, qf_err *err)
             m->failed = 1;
         for (i = 0; !m->failed && i < m->n; i++) {
             qf_sha256_reset(one);
-            hash_chunks(m, one, all, m->items[i].data, m->items[i].nbytes);
+            hash_tensor(m, i, 0, 1, one, all);
             qf_sha256_final(one, m->items[i].digest);
-            done_with(m, i);
         }
         if (!m->failed)
             qf_sha256_final(all, m->all);

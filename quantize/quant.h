@@ -1,0 +1,47 @@
+/*
+ * quantize/quant.h - ggml block quantization: quantize and dequantize rows,
+ * byte-for-byte what ggml's reference quantizers produce.
+ *
+ * A row of n_per_row floats becomes n_per_row / block_size blocks of the
+ * type's layout (each layout is drawn in quantize/quant.c). Rows are
+ * independent, so callers may split them across threads in any way and get
+ * the same bytes.
+ *
+ * Importance weights (imatrix): one non-negative float per column of the row
+ * (n_per_row values), or NULL. As in ggml, the legacy and K types use their
+ * plain reference quantizers when no weights are given and their weighted
+ * search when weights are given; Q8_0 ignores weights; IQ4_NL and IQ4_XS
+ * always use their search (with unit weights when none are given).
+ */
+#ifndef QF_QUANT_H
+#define QF_QUANT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "formats/error.h"
+#include "formats/types.h"
+
+/* 1 if qforge can quantize F32 rows to ggml type `type` (F32, F16 and BF16
+ * included: plain conversions), else 0. */
+int qf_quant_can_quantize(int type);
+
+/* 1 if qforge can dequantize rows of ggml type `type` to F32. */
+int qf_quant_can_dequantize(int type);
+
+/*
+ * Quantize nrows rows of n_per_row floats (src, row-major, contiguous) into
+ * dst (caller's buffer of nrows * row_size(type, n_per_row) bytes).
+ * `imatrix` is NULL or n_per_row weights. Returns 0, or QF_EINVAL (type not
+ * supported, n_per_row not a multiple of the block size).
+ */
+int qf_quant_rows(int type, const float *src, void *dst, int64_t nrows, int64_t n_per_row,
+                  const float *imatrix);
+
+/*
+ * Dequantize n elements (a multiple of the block size) of type `type` from
+ * src into dst. Returns 0 or QF_EINVAL.
+ */
+int qf_quant_dequantize(int type, const void *src, float *dst, int64_t n);
+
+#endif /* QF_QUANT_H */
