@@ -14,6 +14,7 @@
  * copying a pair from a reader a byte copy and the header a concatenation.
  */
 #include "formats/gguf.h"
+#include "formats/hash.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -932,6 +933,10 @@ struct qf_gguf_writer {
     int64_t cur;          /* tensor receiving data */
     uint64_t cur_done;    /* bytes of it written */
     uint64_t data_left;   /* unpadded bytes still expected */
+    qf_sha256 *h_one;     /* with hashing on: digest of the current tensor */
+    qf_sha256 *h_all;     /* ... and of all tensor data */
+    uint8_t (*digests)[QF_SHA256_LEN]; /* one per tensor, filled as each completes */
+    uint8_t digest_all[QF_SHA256_LEN];
 };
 
 int qf_gguf_writer_new(qf_gguf_writer **out, qf_err *err)
@@ -962,6 +967,9 @@ void qf_gguf_writer_free(qf_gguf_writer *w)
     free(w->t);
     index_free(&w->names);
     qf_out_close(w->out);
+    qf_sha256_free(w->h_one);
+    qf_sha256_free(w->h_all);
+    free(w->digests);
     free(w);
 }
 
@@ -1391,6 +1399,12 @@ int qf_gguf_writer_begin(qf_gguf_writer *w, const char *path, int flags, qf_err 
     if (w->begun)
         return qf_err_set(err, QF_EINVAL, "%s: output already begun", path);
     (void)layout(w);
+    if (w->h_all) {
+        free(w->digests);
+        w->digests = calloc((size_t)(w->n_t ? w->n_t : 1), sizeof *w->digests);
+        if (!w->digests)
+            return qf_err_set(err, QF_ENOMEM, "%s: out of memory", path);
+    }
     if ((rc = qf_out_open(path, flags, &o, err)) != 0)
         return rc;
     memcpy(b, QF_GGUF_MAGIC, 4);
@@ -1457,6 +1471,10 @@ int qf_gguf_writer_write(qf_gguf_writer *w, const void *data, uint64_t n, qf_err
             k = n;
         if (out_bytes(w->out, p, k, err) != 0)
             return QF_EIO;
+        if (w->h_all) {
+            qf_sha256_update(w->h_one, p, (size_t)k);
+            qf_sha256_update(w->h_all, p, (size_t)k);
+        }
         p += k;
         n -= k;
         w->data_left -= k;
@@ -1464,6 +1482,10 @@ int qf_gguf_writer_write(qf_gguf_writer *w, const void *data, uint64_t n, qf_err
         if (w->cur_done == t->nbytes) {
             if (qf_out_zeros(w->out, pad_to(t->nbytes, w->alignment) - t->nbytes, err) != 0)
                 return QF_EIO;
+            if (w->h_all) {
+                qf_sha256_final(w->h_one, w->digests[w->cur]);
+                qf_sha256_reset(w->h_one);
+            }
             w->cur++;
             w->cur_done = 0;
         }
@@ -1487,5 +1509,36 @@ int qf_gguf_writer_finish(qf_gguf_writer *w, qf_err *err)
         qf_out_close(o);
         return QF_EINVAL;
     }
+    if (w->h_all)
+        qf_sha256_final(w->h_all, w->digest_all);
     return qf_out_commit(o, err);
+}
+
+int qf_gguf_writer_hash(qf_gguf_writer *w, qf_err *err)
+{
+    if (!w || w->begun)
+        return qf_err_set(err, QF_EINVAL, "gguf writer: hashing must be enabled before begin");
+    if (w->h_all)
+        return 0;
+    w->h_one = qf_sha256_new();
+    w->h_all = qf_sha256_new();
+    if (!w->h_one || !w->h_all)
+        return qf_err_set(err, QF_ENOMEM, "gguf writer: out of memory");
+    return 0;
+}
+
+int qf_gguf_writer_digests(const qf_gguf_writer *w, qf_digest_list *out)
+{
+    if (!w || !w->digests || w->data_left > 0 || w->out)
+        return QF_EINVAL;
+    out->n = w->n_t;
+    out->digests = (const uint8_t(*)[QF_SHA256_LEN])w->digests;
+    out->all = w->digest_all;
+    out->names = NULL;
+    return 0;
+}
+
+const char *qf_gguf_writer_tensor_name(const qf_gguf_writer *w, int64_t i)
+{
+    return (w && i >= 0 && i < w->n_t) ? w->t[i].name : NULL;
 }

@@ -48,6 +48,7 @@
 #include <stdint.h>
 
 #include "formats/error.h"
+#include "formats/hash.h"
 
 #define QF_GGUF_MAGIC "GGUF"
 #define QF_GGUF_VERSION 3
@@ -297,5 +298,20 @@ int qf_gguf_writer_write(qf_gguf_writer *w, const void *data, uint64_t n, qf_err
  * temp file is removed.
  */
 int qf_gguf_writer_finish(qf_gguf_writer *w, qf_err *err);
+
+/*
+ * Hash tensor data as it streams out (SHA-256 per tensor and of all tensor
+ * data in order, as qforge-sum and llama-gguf-hash compute them), so a
+ * manifest of the output costs no second read. Call before begin.
+ */
+int qf_gguf_writer_hash(qf_gguf_writer *w, qf_err *err);
+
+/* After a successful finish with hashing on: the digests (borrowed from the
+ * writer; names are read with qf_gguf_writer_tensor_name). QF_EINVAL if
+ * hashing was off or the file is not finished. */
+int qf_gguf_writer_digests(const qf_gguf_writer *w, qf_digest_list *out);
+
+/* Name of declared tensor i (borrowed), or NULL. */
+const char *qf_gguf_writer_tensor_name(const qf_gguf_writer *w, int64_t i);
 
 #endif /* QF_GGUF_H */

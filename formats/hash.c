@@ -1,7 +1,11 @@
 #include "formats/hash.h"
 
 #include <openssl/evp.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+
+#include "formats/file.h"
 
 struct qf_sha256 {
     EVP_MD_CTX *ctx;
@@ -85,4 +89,35 @@ int qf_sha256_parse(const char *hex, uint8_t out[QF_SHA256_LEN])
         out[i] = (uint8_t)(a << 4 | b);
     }
     return 0;
+}
+
+int qf_manifest_write(const char *path, int flags, const char *label, const qf_digest_list *d,
+                      const char *(*name_at)(const void *ctx, int64_t i), const void *ctx,
+                      qf_err *err)
+{
+    qf_out *o = NULL;
+    char hex[QF_SHA256_HEX], line[64 + 16];
+    int64_t i;
+    int rc;
+
+    if ((rc = qf_out_open(path, flags, &o, err)) != 0)
+        return rc;
+    for (i = 0; i <= d->n; i++) {
+        const char *name = i < d->n ? (d->names ? d->names[i] : name_at(ctx, i)) : NULL;
+        qf_sha256_hex(i < d->n ? d->digests[i] : d->all, hex);
+        snprintf(line, sizeof line, "sha256    %s  ", hex);
+        if ((rc = qf_out_write(o, line, strlen(line), err)) != 0 ||
+            (rc = qf_out_write(o, label, strlen(label), err)) != 0)
+            goto done;
+        if (name && ((rc = qf_out_write(o, ":", 1, err)) != 0 ||
+                     (rc = qf_out_write(o, name, strlen(name), err)) != 0))
+            goto done;
+        if ((rc = qf_out_write(o, "\n", 1, err)) != 0)
+            goto done;
+    }
+    rc = qf_out_commit(o, err);
+    o = NULL;
+done:
+    qf_out_close(o);
+    return rc;
 }

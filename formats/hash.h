@@ -36,4 +36,29 @@ void qf_sha256_hex(const uint8_t d[QF_SHA256_LEN], char hex[QF_SHA256_HEX]);
 /* Parse 64 hex digits (either case); returns 0 or QF_EFORMAT. */
 int qf_sha256_parse(const char *hex, uint8_t out[QF_SHA256_LEN]);
 
+/* ---------------------------------------------------------------------
+ * Manifests: the line format of llama.cpp's `llama-gguf-hash --sha256`
+ *
+ *   sha256    <64 hex>  <label>:<tensor name>     one line per tensor
+ *   sha256    <64 hex>  <label>                   all tensor data in order
+ * ------------------------------------------------------------------- */
+
+/* Digests of a file's tensors (plain value struct; pointers borrowed). */
+typedef struct qf_digest_list {
+    int64_t n;
+    const uint8_t (*digests)[QF_SHA256_LEN]; /* n digests, in file order */
+    const uint8_t *all;                     /* digest of all tensor data */
+    const char *const *names;               /* n names, or NULL: see name_at */
+} qf_digest_list;
+
+/*
+ * Write a manifest to `path` atomically (flags as qf_out_open). `label` is
+ * the file name the lines carry (usually the model file's base name, so the
+ * manifest checks from beside it). name_at(ctx, i) gives tensor i's name when
+ * d->names is NULL. Returns 0 or QF_EIO / QF_EEXIST / QF_ENOMEM.
+ */
+int qf_manifest_write(const char *path, int flags, const char *label, const qf_digest_list *d,
+                      const char *(*name_at)(const void *ctx, int64_t i), const void *ctx,
+                      qf_err *err);
+
 #endif /* QF_HASH_H */

@@ -58,8 +58,9 @@ static char *join_path(const char *dir, const char *name)
     if (!p)
         return NULL;
     memcpy(p, dir, d);
-    p[d] = '/';
-    memcpy(p + d + 1, name, n + 1);
+    if (d > 0 && dir[d - 1] != '/') /* "/" stays "/" */
+        p[d++] = '/';
+    memcpy(p + d, name, n + 1);
     return p;
 }
 
@@ -292,7 +293,7 @@ static int json_u64(const jtext *j, const cJSON *v, uint64_t *out, const char **
     s = j->text + j->toks[v->valueint].off;
     n = j->toks[v->valueint].len;
     *tok = s;
-    *tok_len = n > SHOW ? SHOW : (int)n;
+    *tok_len = n > SHOW ? SHOW + 1 : (int)n; /* SHOW + 1: cut, see num_error */
     if (n > 0 && s[0] == '-')
         return NUM_NEGATIVE;
     if (n == 0 || (s[0] == '0' && n > 1))
@@ -314,16 +315,20 @@ static int json_u64(const jtext *j, const cJSON *v, uint64_t *out, const char **
 static int num_error(qf_err *err, int why, const char *path, const char *name, const char *what,
                      const char *tok, int tok_len)
 {
+    const char *more = tok_len > SHOW ? "..." : "";
+
+    if (tok_len > SHOW)
+        tok_len = SHOW;
     switch (why) {
     case NUM_NEGATIVE:
-        return qf_err_set(err, QF_EFORMAT, "%s: tensor \"%s\": %s is negative (%.*s)", path, name,
-                          what, tok_len, tok);
+        return qf_err_set(err, QF_EFORMAT, "%s: tensor \"%s\": %s is negative (%.*s%s)", path, name,
+                          what, tok_len, tok, more);
     case NUM_NOT_INTEGER:
-        return qf_err_set(err, QF_EFORMAT, "%s: tensor \"%s\": %s is not an integer (%.*s)", path,
-                          name, what, tok_len, tok);
+        return qf_err_set(err, QF_EFORMAT, "%s: tensor \"%s\": %s is not an integer (%.*s%s)", path,
+                          name, what, tok_len, tok, more);
     case NUM_TOO_LARGE:
-        return qf_err_set(err, QF_ELIMIT, "%s: tensor \"%s\": %s is too large (%.*s...)", path,
-                          name, what, tok_len, tok);
+        return qf_err_set(err, QF_ELIMIT, "%s: tensor \"%s\": %s is too large (%.*s%s)", path,
+                          name, what, tok_len, tok, more);
     default:
         return qf_err_set(err, QF_EFORMAT, "%s: tensor \"%s\": %s is not a number", path, name,
                           what);
@@ -434,6 +439,8 @@ static int parse_meta(st_file *f, const cJSON *m, qf_err *err)
     char **sorted = NULL;
     int rc = 0;
 
+    if (cJSON_IsNull(m)) /* the reference reads it as an Option: null is none */
+        return 0;
     if (!cJSON_IsObject(m))
         return qf_err_set(err, QF_EFORMAT, "%s: __metadata__ is not an object", f->path);
     for (c = m->child; c; c = c->next)
@@ -955,10 +962,9 @@ static int open_index(const char *index_path, qf_st **out, qf_err *err)
         if (n_shards == 0 || strcmp(shards[n_shards - 1], shards[i]) != 0)
             shards[n_shards++] = shards[i];
 
+    /* Every shard must exist before any is read: a missing one is the news. */
     for (i = 0; i < n_shards; i++) {
         struct stat sb;
-        uint32_t fi;
-        int64_t k, first = st->n_tensors;
 
         free(spath);
         spath = join_path(dir, shards[i]);
@@ -970,6 +976,17 @@ static int open_index(const char *index_path, qf_st **out, qf_err *err)
             rc = qf_err_set(err, errno == ENOENT ? QF_ENOTFOUND : QF_EIO,
                             "%s: shard \"%s\" is missing (%s: %s)", index_path, shards[i], spath,
                             strerror(errno));
+            goto done;
+        }
+    }
+    for (i = 0; i < n_shards; i++) {
+        uint32_t fi;
+        int64_t k, first = st->n_tensors;
+
+        free(spath);
+        spath = join_path(dir, shards[i]);
+        if (!spath) {
+            rc = qf_err_set(err, QF_ENOMEM, "%s: out of memory", index_path);
             goto done;
         }
         if ((rc = map_file(st, spath, &fi, err)) != 0 || (rc = parse_file(st, fi, err)) != 0)
@@ -1259,10 +1276,18 @@ const char *qf_st_meta_get(const qf_st *st, const char *key)
 
 void qf_st_release_tensor(const qf_st *st, int64_t i)
 {
+    qf_st_release_range(st, i, 0, UINT64_MAX);
+}
+
+void qf_st_release_range(const qf_st *st, int64_t i, uint64_t off, uint64_t len)
+{
     const qf_st_tensor *t = qf_st_tensor_at(st, i);
 
-    if (t && st->files[t->file].map)
-        qf_map_release(st->files[t->file].map, t->offset, t->nbytes);
+    if (!t || !st->files[t->file].map || off >= t->nbytes)
+        return;
+    if (len > t->nbytes - off)
+        len = t->nbytes - off;
+    qf_map_release(st->files[t->file].map, t->offset + off, len);
 }
 
 /* =====================================================================
@@ -1621,8 +1646,13 @@ int qf_st_writer_write(qf_st_writer *w, const void *data, uint64_t n, qf_err *er
                           qf_out_path(w->out), n - (w->total - w->written), w->total);
     while (n > 0) {
         size_t k = n > ((size_t)1 << 30) ? ((size_t)1 << 30) : (size_t)n;
-        if ((rc = qf_out_write(w->out, p, k, err)) != 0)
+        if ((rc = qf_out_write(w->out, p, k, err)) != 0) {
+            /* part of the chunk may be out: the file can no longer be right */
+            qf_out_close(w->out);
+            w->out = NULL;
+            w->state = W_DONE;
             return rc;
+        }
         p += k;
         n -= k;
         w->written += k;
