@@ -84,6 +84,7 @@ UTILS     := $(UTIL_SRC:tests/%.c=$(BUILD)/tests/%)
 HEADERS   := $(sort $(wildcard formats/*.h quantize/*.h convert/*.h verify/*.h))
 
 .PHONY: all lib tools tests test asan demo check-golden fuzz bench install uninstall clean help
+.SECONDARY:
 all: $(LIB) $(TOOLS)
 lib: $(LIB)
 tools: $(TOOLS)
