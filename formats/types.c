@@ -116,8 +116,10 @@ uint16_t qf_f32_to_f16(float f)
 }
 
 /* ---- BF16 --------------------------------------------------------------
- * The top half of an F32. Subnormals flush to signed zero and NaNs become
- * quiet, as llama.cpp's converter does. */
+ * The top half of an F32, rounded to nearest even; NaNs become quiet. This is
+ * what llama.cpp's converter (gguf-py) and ggml write: F32 subnormals round
+ * like any other value (the planted subnormal row of the golden mix-probe
+ * BF16 tensor shows it, 256 of 256 values). */
 
 float qf_bf16_to_f32(uint16_t h) { return bits_f32((uint32_t)h << 16); }
 
@@ -127,8 +129,6 @@ uint16_t qf_f32_to_bf16(float f)
 
     if ((u & 0x7FFFFFFFu) > 0x7F800000u)
         return (uint16_t)((u >> 16) | 0x0040);
-    if ((u & 0x7F800000u) == 0)
-        return (uint16_t)((u & 0x80000000u) >> 16);
     return (uint16_t)((u + 0x7FFFu + ((u >> 16) & 1)) >> 16);
 }
 

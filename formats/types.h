@@ -35,9 +35,9 @@
  *
  * Rounding: F32 -> F16 and F32 -> BF16 round to nearest, ties to even.
  * F16 keeps subnormals (IEEE binary16, like numpy's astype(float16)).
- * BF16 follows what llama.cpp's converter writes: F32 subnormals flush to a
- * signed zero, NaN becomes a quiet NaN keeping sign and top payload bits,
- * overflow rounds to infinity.
+ * BF16 follows what llama.cpp's converter and ggml write: round to nearest
+ * even (F32 subnormals included), NaN becomes a quiet NaN keeping sign and
+ * top payload bits, overflow rounds to infinity.
  */
 #ifndef QF_TYPES_H
 #define QF_TYPES_H

@@ -3,7 +3,7 @@
  * byte-for-byte what ggml's reference quantizers produce.
  *
  * A row of n_per_row floats becomes n_per_row / block_size blocks of the
- * type's layout (each layout is drawn in quantize/quant.c). Rows are
+ * type's layout (each layout is drawn in quantize/quant_impl.h). Rows are
  * independent, so callers may split them across threads in any way and get
  * the same bytes.
  *
@@ -31,16 +31,23 @@ int qf_quant_can_dequantize(int type);
 
 /*
  * Quantize nrows rows of n_per_row floats (src, row-major, contiguous) into
- * dst (caller's buffer of nrows * row_size(type, n_per_row) bytes).
- * `imatrix` is NULL or n_per_row weights. Returns 0, or QF_EINVAL (type not
- * supported, n_per_row not a multiple of the block size).
+ * dst (caller's buffer of nrows * row_size(type, n_per_row) bytes; no
+ * alignment needed). `imatrix` is NULL or n_per_row weights, the same for
+ * every row (for F32/F16/BF16 it is ignored). Returns 0, or QF_EINVAL: type
+ * not supported, n_per_row <= 0 or not a multiple of the block size, nrows
+ * < 0, or (quantized types only) a NaN or infinity in src or imatrix. ggml
+ * would write meaningless blocks for those (and llama-quantize then refuses
+ * its own output); rows before the offending one have been written.
+ * Thread-safe: no shared state; concurrent calls on disjoint rows give the
+ * same bytes as one call.
  */
 int qf_quant_rows(int type, const float *src, void *dst, int64_t nrows, int64_t n_per_row,
                   const float *imatrix);
 
 /*
  * Dequantize n elements (a multiple of the block size) of type `type` from
- * src into dst. Returns 0 or QF_EINVAL.
+ * src (any alignment) into dst, computing each value as ggml's
+ * dequantize_row_* does. Any bytes are accepted. Returns 0 or QF_EINVAL.
  */
 int qf_quant_dequantize(int type, const void *src, float *dst, int64_t n);
 

@@ -116,8 +116,6 @@ static uint16_t ref_bf16(float f)
     double dlo, dhi, x = (double)f;
     if (isnan(f))
         return (uint16_t)(lo | 0x40);
-    if ((u & 0x7F800000u) == 0)
-        return (uint16_t)((u >> 16) & 0x8000); /* subnormal: flush */
     if ((u & 0xFFFF) == 0)
         return lo;
     dlo = (double)from_bits((uint32_t)lo << 16);
@@ -143,10 +141,8 @@ static void test_bf16_exhaustive(void **state)
         assert_int_equal(bits(f), h << 16);
         if (isnan(f))
             assert_int_equal(qf_f32_to_bf16(f), hu | 0x40);
-        else if (((h >> 7) & 0xFF) == 0)
-            assert_int_equal(qf_f32_to_bf16(f), hu & 0x8000); /* subnormals flush */
         else
-            assert_int_equal(qf_f32_to_bf16(f), hu);
+            assert_int_equal(qf_f32_to_bf16(f), hu); /* subnormals too */
     }
 }
 
@@ -164,7 +160,10 @@ static void test_bf16_rounding(void **state)
     assert_int_equal(qf_f32_to_bf16(from_bits(0x7F7FFFFF)), 0x7F80); /* max f32 -> inf */
     assert_int_equal(qf_f32_to_bf16(from_bits(0x7FA00000)), 0x7FE0); /* sNaN -> qNaN */
     assert_int_equal(qf_f32_to_bf16(from_bits(0x00000001)), 0x0000);
-    assert_int_equal(qf_f32_to_bf16(from_bits(0x80400000)), 0x8000);
+    assert_int_equal(qf_f32_to_bf16(from_bits(0x00008000)), 0x0000); /* tie -> even */
+    assert_int_equal(qf_f32_to_bf16(from_bits(0x00018000)), 0x0002); /* tie -> even */
+    assert_int_equal(qf_f32_to_bf16(from_bits(0x8006E44C)), 0x8007); /* golden subnormal */
+    assert_int_equal(qf_f32_to_bf16(from_bits(0x00061F4B)), 0x0006);
 }
 
 static void test_f8(void **state)

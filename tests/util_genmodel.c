@@ -5,6 +5,7 @@
  *   util_genmodel OUT_DIR [--preset tinyllama-1.1b|small] [--layers N] [--hidden N]
  *                 [--ffn N] [--heads N] [--kv-heads N] [--vocab N]
  *                 [--dtype bf16|f16|f32] [--seed N] [--force]
+ *                 [--drop NAME] [--extra NAME]   (for error tests)
  *
  * Writes OUT_DIR/config.json and OUT_DIR/model.safetensors. Matrices are
  * N(0, 0.02)-like (a sum of uniforms), norms near 1. The default preset is
@@ -67,7 +68,7 @@ static int fill(qf_st_writer *w, qf_dtype dt, uint64_t n, int norm, qf_err *err)
 int main(int argc, char **argv)
 {
     shape s = { 22, 2048, 5632, 32, 4, 32000, 1, QF_DTYPE_BF16 };
-    const char *out = NULL;
+    const char *out = NULL, *drop = NULL, *extra = NULL;
     char path[4096];
     int i, force = 0, rc = 1;
     qf_err err = { 0 };
@@ -94,6 +95,8 @@ int main(int argc, char **argv)
             else if (strcmp(v, "tinyllama-1.1b")) { fprintf(stderr, "util_genmodel: unknown preset\n"); return 2; }
             continue;
         }
+        if (!strcmp(a, "--drop")) { drop = v; continue; }
+        if (!strcmp(a, "--extra")) { extra = v; continue; }
         if (!strcmp(a, "--dtype")) {
             s.dtype = !strcmp(v, "f32") ? QF_DTYPE_F32 : !strcmp(v, "f16") ? QF_DTYPE_F16 : QF_DTYPE_BF16;
             continue;
@@ -118,7 +121,7 @@ int main(int argc, char **argv)
     }
     rng_state = s.seed;
     kv_dim = s.hidden / s.heads * s.kv_heads;
-    t = calloc(3 + 9 * s.layers, sizeof *t);
+    t = calloc(4 + 9 * s.layers, sizeof *t);
     if (!t)
         return 1;
 #define ADD(r, c, nrm, ...) do { snprintf(t[nt].name, sizeof t[nt].name, __VA_ARGS__); \
@@ -137,7 +140,16 @@ int main(int argc, char **argv)
         ADD(kv_dim, s.hidden, 0, "model.layers.%llu.self_attn.v_proj.weight", (unsigned long long)l);
     }
     ADD(0, s.hidden, 1, "model.norm.weight");
+    if (extra)
+        ADD(0, s.hidden, 1, "%s", extra);
 #undef ADD
+    if (drop) {
+        size_t k, o = 0;
+        for (k = 0; k < nt; k++)
+            if (strcmp(t[k].name, drop) != 0)
+                t[o++] = t[k];
+        nt = o;
+    }
 
     snprintf(path, sizeof path, "%s/config.json", out);
     f = fopen(path, "w");

@@ -1,0 +1,134 @@
+/*
+ * quantize/quant.c - the public entry points of quantize/quant.h: a table
+ * from ggml type to row quantizer and dequantizer, argument checks, and the
+ * plain F32/F16/BF16 conversions.
+ *
+ * Where each type lives:
+ *   quantize/quant_legacy.c   Q4_0 Q4_1 Q5_0 Q5_1 Q8_0
+ *   quantize/quant_k.c        Q2_K Q3_K Q4_K Q5_K Q6_K
+ *   quantize/quant_iq.c       IQ4_NL IQ4_XS
+ *   quantize/quant_search.c   the scale searches they share
+ *   quantize/quant_impl.h     block layouts (drawn) and helpers
+ *
+ * What ggml_quantize_chunk does for each type, and so what we do:
+ *   - no importance weights: the type's quantize_row_*_ref (IQ4_NL and
+ *     IQ4_XS have no plain path: their search runs with x^2 weights);
+ *   - weights: quantize_row_*_impl, except Q8_0 which ignores them;
+ *   - F16: IEEE round to nearest even (qf_f32_to_f16); F32: copied;
+ *   - BF16: round to nearest even, subnormals included (qf_f32_to_bf16).
+ */
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "quantize/quant.h"
+#include "quantize/quant_impl.h"
+
+typedef void (*row_quant_fn)(const float *x, void *y, int64_t n, const float *qw);
+typedef void (*row_dequant_fn)(const void *x, float *y, int64_t n);
+
+typedef struct quant_entry {
+    int type;
+    row_quant_fn quant;
+    row_dequant_fn dequant;
+} quant_entry;
+
+static const quant_entry QUANT_TABLE[] = {
+    { QF_GGML_Q4_0, qf_quant_row_q4_0, qf_quant_dequant_q4_0 },
+    { QF_GGML_Q4_1, qf_quant_row_q4_1, qf_quant_dequant_q4_1 },
+    { QF_GGML_Q5_0, qf_quant_row_q5_0, qf_quant_dequant_q5_0 },
+    { QF_GGML_Q5_1, qf_quant_row_q5_1, qf_quant_dequant_q5_1 },
+    { QF_GGML_Q8_0, qf_quant_row_q8_0, qf_quant_dequant_q8_0 },
+    { QF_GGML_Q2_K, qf_quant_row_q2_k, qf_quant_dequant_q2_k },
+    { QF_GGML_Q3_K, qf_quant_row_q3_k, qf_quant_dequant_q3_k },
+    { QF_GGML_Q4_K, qf_quant_row_q4_k, qf_quant_dequant_q4_k },
+    { QF_GGML_Q5_K, qf_quant_row_q5_k, qf_quant_dequant_q5_k },
+    { QF_GGML_Q6_K, qf_quant_row_q6_k, qf_quant_dequant_q6_k },
+    { QF_GGML_IQ4_NL, qf_quant_row_iq4_nl, qf_quant_dequant_iq4_nl },
+    { QF_GGML_IQ4_XS, qf_quant_row_iq4_xs, qf_quant_dequant_iq4_xs },
+};
+
+static const quant_entry *find_entry(int type)
+{
+    for (size_t i = 0; i < sizeof QUANT_TABLE / sizeof QUANT_TABLE[0]; i++)
+        if (QUANT_TABLE[i].type == type)
+            return &QUANT_TABLE[i];
+    return NULL;
+}
+
+/* The element type of a plain ggml type we convert, else INVALID. */
+static qf_dtype plain_dtype(int type)
+{
+    switch (type) {
+    case QF_GGML_F32: return QF_DTYPE_F32;
+    case QF_GGML_F16: return QF_DTYPE_F16;
+    case QF_GGML_BF16: return QF_DTYPE_BF16;
+    default: return QF_DTYPE_INVALID;
+    }
+}
+
+int qf_quant_can_quantize(int type)
+{
+    return find_entry(type) != NULL || plain_dtype(type) != QF_DTYPE_INVALID;
+}
+
+int qf_quant_can_dequantize(int type)
+{
+    return qf_quant_can_quantize(type);
+}
+
+static int all_finite(const float *x, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(x[i]))
+            return 0;
+    return 1;
+}
+
+int qf_quant_rows(int type, const float *src, void *dst, int64_t nrows, int64_t n_per_row,
+                  const float *imatrix)
+{
+    const qf_ggml_traits *tr = qf_ggml_type_traits(type);
+    if (!tr || !qf_quant_can_quantize(type) || nrows < 0 || n_per_row <= 0 ||
+        n_per_row % tr->block_size != 0)
+        return QF_EINVAL;
+    if (nrows == 0)
+        return 0;
+    if (!src || !dst || (uint64_t)nrows > UINT64_MAX / (uint64_t)n_per_row)
+        return QF_EINVAL;
+    uint64_t row_size;
+    if (qf_ggml_row_size(type, (uint64_t)n_per_row, &row_size) != 0 ||
+        (uint64_t)nrows > SIZE_MAX / row_size)
+        return QF_EINVAL;
+
+    const qf_dtype plain = plain_dtype(type);
+    if (plain != QF_DTYPE_INVALID)
+        return qf_f32_to_dtype(plain, src, dst, (size_t)nrows * (size_t)n_per_row);
+
+    const quant_entry *e = find_entry(type);
+    if (imatrix && !all_finite(imatrix, n_per_row))
+        return QF_EINVAL;
+    for (int64_t r = 0; r < nrows; r++) {
+        const float *x = src + r * n_per_row;
+        if (!all_finite(x, n_per_row))
+            return QF_EINVAL;
+        e->quant(x, (uint8_t *)dst + (size_t)r * row_size, n_per_row, imatrix);
+    }
+    return 0;
+}
+
+int qf_quant_dequantize(int type, const void *src, float *dst, int64_t n)
+{
+    const qf_ggml_traits *tr = qf_ggml_type_traits(type);
+    if (!tr || !qf_quant_can_dequantize(type) || n < 0 || n % tr->block_size != 0)
+        return QF_EINVAL;
+    if (n == 0)
+        return 0;
+    if (!src || !dst)
+        return QF_EINVAL;
+    const qf_dtype plain = plain_dtype(type);
+    if (plain != QF_DTYPE_INVALID)
+        return qf_dtype_to_f32(plain, src, dst, (size_t)n);
+    find_entry(type)->dequant(src, dst, n);
+    return 0;
+}
