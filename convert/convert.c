@@ -916,17 +916,18 @@ typedef struct {
     int failed_row_nan;
 } chunk_job;
 
-/* HF row feeding output row r of a permuted q/k tensor: within each head,
- * output rows interleave the head's two halves (rotate-half -> pairs). */
+/* HF row feeding output row r of a permuted q/k tensor: within each head
+ * of `hd` rows, output rows interleave the head's two halves (rotate-half ->
+ * pairs), as llama.cpp's converter permutes them. */
+static uint64_t permuted_row(uint64_t r, uint64_t hd)
+{
+    uint64_t h = r / hd, k = r % hd;
+    return h * hd + (k & 1) * (hd / 2) + k / 2;
+}
+
 static uint64_t source_row(const chunk_job *j, uint64_t r)
 {
-    uint64_t hd, h, k;
-    if (!j->o->permute_heads)
-        return r;
-    hd = j->rows_per_head;
-    h = r / hd;
-    k = r % hd;
-    return h * hd + (k & 1) * (hd / 2) + k / 2;
+    return j->o->permute_heads ? permuted_row(r, j->rows_per_head) : r;
 }
 
 static int convert_rows(void *ctx, int64_t begin, int64_t end, int worker)
@@ -953,6 +954,41 @@ static int convert_rows(void *ctx, int64_t begin, int64_t end, int worker)
     }
     return 0;
 }
+
+int qf_convert_rows_f32(const qf_convert *c, int64_t i, uint64_t row0, uint64_t n, float *dst)
+{
+    const out_tensor *o;
+    uint64_t rows, r, hd;
+    const qf_st_tensor *st;
+    size_t in_row;
+
+    if (i < 0 || i >= c->nt)
+        return QF_EINVAL;
+    o = &c->t[i];
+    rows = o->t.ne[1] * o->t.ne[2] * o->t.ne[3];
+    if (row0 > rows || n > rows - row0)
+        return QF_EINVAL;
+    if (o->src < 0) {
+        memcpy(dst, o->generated + row0 * o->t.ne[0], (size_t)(n * o->t.ne[0]) * sizeof(float));
+        return 0;
+    }
+    st = qf_st_tensor_at(c->st, o->src);
+    in_row = (size_t)o->t.ne[0] * qf_dtype_size(st->dtype);
+    hd = o->permute_heads ? rows / (uint64_t)o->permute_heads : 0;
+    for (r = 0; r < n; r++) {
+        uint64_t sr = o->permute_heads ? permuted_row(row0 + r, hd) : row0 + r;
+        qf_dtype_to_f32(st->dtype, st->data + sr * in_row, dst + r * o->t.ne[0], (size_t)o->t.ne[0]);
+    }
+    return 0;
+}
+
+void qf_convert_release(const qf_convert *c, int64_t i)
+{
+    if (i >= 0 && i < c->nt && c->t[i].src >= 0)
+        qf_st_release_tensor(c->st, c->t[i].src);
+}
+
+const qf_gguf_writer *qf_convert_metadata(const qf_convert *c) { return c->w; }
 
 static const char *writer_tensor_name(const void *w, int64_t i)
 {

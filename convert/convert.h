@@ -28,6 +28,7 @@
 #include <stdint.h>
 
 #include "formats/error.h"
+#include "formats/gguf.h"
 
 /* Output types, as --outtype names them. */
 typedef enum qf_outtype {
@@ -94,5 +95,18 @@ uint64_t qf_convert_param_count(const qf_convert *c);
  */
 int qf_convert_write(qf_convert *c, const char *path, int flags, const char *manifest_path,
                      qf_progress_fn progress, void *progress_ctx, qf_err *err);
+
+/*
+ * Rows [row0, row0 + n) of planned tensor i as F32 (dst: n * ne[0] floats),
+ * permuted as the output holds them: what an F32 conversion would store.
+ * Thread-safe. Returns 0 or QF_EINVAL.
+ */
+int qf_convert_rows_f32(const qf_convert *c, int64_t i, uint64_t row0, uint64_t n, float *dst);
+
+/* Give back the input pages behind planned tensor i. */
+void qf_convert_release(const qf_convert *c, int64_t i);
+
+/* The planned metadata (borrowed): every key the GGUF will hold, in order. */
+const qf_gguf_writer *qf_convert_metadata(const qf_convert *c);
 
 #endif /* QF_CONVERT_H */

@@ -306,7 +306,8 @@ int qf_vocab_spm_parse(const uint8_t *buf, uint64_t size, const char *name,
         }
         if (rc == 0) {
             rc = qf_err_set(err, QF_EFORMAT, "%s: piece %" PRIu64 " \"%s\" is already defined "
-                            "(piece %" PRIu64 ")", p.name, na, qf_vocab_show(pc->s, pc->len, sb, sizeof sb),
+                            "(piece %" PRIu64 ")", p.name, na,
+                            qf_vocab_show(pc->s, pc->len, sb, sizeof sb),
                             prev);
             goto done;
         }

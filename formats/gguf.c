@@ -1514,6 +1514,26 @@ int qf_gguf_writer_finish(qf_gguf_writer *w, qf_err *err)
     return qf_out_commit(o, err);
 }
 
+int64_t qf_gguf_writer_kv_count(const qf_gguf_writer *w) { return w->n_kv; }
+
+const char *qf_gguf_writer_kv_key(const qf_gguf_writer *w, int64_t i)
+{
+    return (i >= 0 && i < w->n_kv) ? w->kv[i].key : NULL;
+}
+
+int qf_gguf_writer_kv_value(const qf_gguf_writer *w, int64_t i, qf_gguf_val *v)
+{
+    if (i < 0 || i >= w->n_kv)
+        return QF_EINVAL;
+    fill_val(w->kv[i].val, w->kv[i].len, w->kv[i].type, v);
+    return 0;
+}
+
+int64_t qf_gguf_writer_find_key(const qf_gguf_writer *w, const char *key)
+{
+    return writer_find(w, key);
+}
+
 int qf_gguf_writer_hash(qf_gguf_writer *w, qf_err *err)
 {
     if (!w || w->begun)

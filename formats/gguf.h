@@ -263,6 +263,13 @@ int qf_gguf_writer_copy_kv(qf_gguf_writer *w, const qf_gguf *g, int64_t i, qf_er
 /* Remove a key; returns 0 if removed, QF_ENOTFOUND if absent. */
 int qf_gguf_writer_remove(qf_gguf_writer *w, const char *key);
 
+/* Read back the pairs set so far, in order (values borrowed from the writer,
+ * valid until the pair is changed): the same view the reader gives. */
+int64_t qf_gguf_writer_kv_count(const qf_gguf_writer *w);
+const char *qf_gguf_writer_kv_key(const qf_gguf_writer *w, int64_t i);
+int qf_gguf_writer_kv_value(const qf_gguf_writer *w, int64_t i, qf_gguf_val *v);
+int64_t qf_gguf_writer_find_key(const qf_gguf_writer *w, const char *key); /* index or -1 */
+
 /*
  * Declare the next tensor: name (< 64 bytes, unique), ggml type id, dims
  * (ne[0] is the row length). Data must later be supplied in the same order.

@@ -580,8 +580,10 @@ static char *split_json(const char *regex)
     return s;
 }
 
-#define BL_NOREGEX "{\"type\":\"ByteLevel\",\"add_prefix_space\":false,\"trim_offsets\":true,\"use_regex\":false}"
-#define BL_REGEX "{\"type\":\"ByteLevel\",\"add_prefix_space\":false,\"trim_offsets\":true,\"use_regex\":true}"
+#define BL_NOREGEX                                                                                 \
+    "{\"type\":\"ByteLevel\",\"add_prefix_space\":false,\"trim_offsets\":true,\"use_regex\":false}"
+#define BL_REGEX                                                                                   \
+    "{\"type\":\"ByteLevel\",\"add_prefix_space\":false,\"trim_offsets\":true,\"use_regex\":true}"
 
 static void expect_pre(const char *name, const char *const *splits, int n_splits,
                        const char *tail, const char *norm, int ignore_merges, const char *want)
