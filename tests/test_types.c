@@ -166,6 +166,41 @@ static void test_bf16_rounding(void **state)
     assert_int_equal(qf_f32_to_bf16(from_bits(0x00061F4B)), 0x0006);
 }
 
+/* The bulk conversions (F16C when the CPU has it, vectorized BF16) give
+ * exactly the scalar results, NaNs and subnormals included. */
+static void test_bulk_matches_scalar(void **state)
+{
+    enum { N = 4096 };
+    static float in[N];
+    static uint8_t out16[2 * N], outb[2 * N];
+    uint64_t u = 0;
+    size_t k;
+    (void)state;
+    while (u <= 0xFFFFFFFFu) {
+        for (k = 0; k < N; k++, u += 257)
+            in[k] = from_bits((uint32_t)u);
+        assert_int_equal(qf_f32_to_dtype(QF_DTYPE_F16, in, out16, N), 0);
+        assert_int_equal(qf_f32_to_dtype(QF_DTYPE_BF16, in, outb, N), 0);
+        for (k = 0; k < N; k++) {
+            uint16_t h = (uint16_t)(out16[2 * k] | out16[2 * k + 1] << 8);
+            uint16_t b = (uint16_t)(outb[2 * k] | outb[2 * k + 1] << 8);
+            if (h != qf_f32_to_f16(in[k]) || b != qf_f32_to_bf16(in[k]))
+                fail_msg("0x%08x: bulk f16 %04x bf16 %04x, scalar %04x %04x", bits(in[k]), h, b,
+                         qf_f32_to_f16(in[k]), qf_f32_to_bf16(in[k]));
+        }
+    }
+    /* every NaN payload's top bits, both signs, and odd lengths (tails) */
+    for (k = 0; k < N; k++)
+        in[k] = from_bits(0x7F800001u + (uint32_t)k * 2047u + (k & 1 ? 0x80000000u : 0));
+    for (k = 1; k <= 17; k++) {
+        assert_int_equal(qf_f32_to_dtype(QF_DTYPE_F16, in, out16, k), 0);
+        assert_int_equal(out16[2 * (k - 1)] | out16[2 * (k - 1) + 1] << 8, qf_f32_to_f16(in[k - 1]));
+    }
+    assert_int_equal(qf_f32_to_dtype(QF_DTYPE_F16, in, out16, N), 0);
+    for (k = 0; k < N; k++)
+        assert_int_equal(out16[2 * k] | out16[2 * k + 1] << 8, qf_f32_to_f16(in[k]));
+}
+
 static void test_f8(void **state)
 {
     int v;
@@ -307,6 +342,7 @@ int main(void)
         cmocka_unit_test(test_f16_sampled),
         cmocka_unit_test(test_bf16_exhaustive),
         cmocka_unit_test(test_bf16_rounding),
+        cmocka_unit_test(test_bulk_matches_scalar),
         cmocka_unit_test(test_f8),
         cmocka_unit_test(test_integers_and_bool),
         cmocka_unit_test(test_dtype_names),

@@ -6,6 +6,7 @@
  *                 [--ffn N] [--heads N] [--kv-heads N] [--vocab N]
  *                 [--dtype bf16|f16|f32] [--seed N] [--force]
  *                 [--drop NAME] [--extra NAME]   (for error tests)
+ *                 [--shards N]   (N files and a model.safetensors.index.json)
  *
  * Writes OUT_DIR/config.json and OUT_DIR/model.safetensors. Matrices are
  * N(0, 0.02)-like (a sum of uniforms), norms near 1. The default preset is
@@ -70,7 +71,7 @@ int main(int argc, char **argv)
     shape s = { 22, 2048, 5632, 32, 4, 32000, 1, QF_DTYPE_BF16 };
     const char *out = NULL, *drop = NULL, *extra = NULL;
     char path[4096];
-    int i, force = 0, rc = 1;
+    int i, force = 0, rc = 1, shards = 1;
     qf_err err = { 0 };
     qf_st_writer *w = NULL;
     FILE *f;
@@ -96,6 +97,7 @@ int main(int argc, char **argv)
             continue;
         }
         if (!strcmp(a, "--drop")) { drop = v; continue; }
+        if (!strcmp(a, "--shards")) { shards = atoi(v); if (shards < 1) shards = 1; continue; }
         if (!strcmp(a, "--extra")) { extra = v; continue; }
         if (!strcmp(a, "--dtype")) {
             s.dtype = !strcmp(v, "f32") ? QF_DTYPE_F32 : !strcmp(v, "f16") ? QF_DTYPE_F16 : QF_DTYPE_BF16;
@@ -171,23 +173,65 @@ int main(int argc, char **argv)
             s.dtype == QF_DTYPE_F32 ? "float32" : s.dtype == QF_DTYPE_F16 ? "float16" : "bfloat16");
     fclose(f);
 
-    snprintf(path, sizeof path, "%s/model.safetensors", out);
-    if (qf_st_writer_new(&w, &err) || qf_st_writer_set_meta(w, "format", "pt", &err))
-        goto fail;
-    for (i = 0; i < (int)nt; i++) {
-        uint64_t shp[2] = { t[i].rows, t[i].cols };
-        if (t[i].norm)
-            shp[0] = t[i].cols;
-        if (qf_st_writer_add_tensor(w, t[i].name, s.dtype, t[i].norm ? 1 : 2, shp, &err))
-            goto fail;
+    {
+        /* shards: consecutive tensors, about equal bytes each; an index when > 1 */
+        uint64_t total = 0, per, acc = 0;
+        size_t first = 0, k;
+        int shard = 0;
+        FILE *ix = NULL;
+        for (k = 0; k < nt; k++)
+            total += (t[k].norm ? t[k].cols : t[k].rows * t[k].cols) * qf_dtype_size(s.dtype);
+        per = total / (uint64_t)shards + 1;
+        if (shards > 1) {
+            snprintf(path, sizeof path, "%s/model.safetensors.index.json", out);
+            ix = fopen(path, "w");
+            if (!ix) {
+                fprintf(stderr, "util_genmodel: %s: %s\n", path, strerror(errno));
+                goto done;
+            }
+            fprintf(ix, "{\n  \"metadata\": {\"total_size\": %llu},\n  \"weight_map\": {", (unsigned long long)total);
+        }
+        for (k = 0; k <= nt; k++) {
+            uint64_t bytes = k < nt ? (t[k].norm ? t[k].cols : t[k].rows * t[k].cols) * qf_dtype_size(s.dtype) : 0;
+            size_t m;
+            if (k < nt && (acc == 0 || acc + bytes <= per || shard == shards - 1)) {
+                acc += bytes;
+                continue;
+            }
+            /* write tensors [first, k) as one shard */
+            if (shards > 1)
+                snprintf(path, sizeof path, "%s/model-%05d-of-%05d.safetensors", out, shard + 1, shards);
+            else
+                snprintf(path, sizeof path, "%s/model.safetensors", out);
+            if (qf_st_writer_new(&w, &err) || qf_st_writer_set_meta(w, "format", "pt", &err))
+                goto fail;
+            for (m = first; m < k; m++) {
+                uint64_t shp[2] = { t[m].rows, t[m].cols };
+                if (t[m].norm)
+                    shp[0] = t[m].cols;
+                if (qf_st_writer_add_tensor(w, t[m].name, s.dtype, t[m].norm ? 1 : 2, shp, &err))
+                    goto fail;
+                if (ix)
+                    fprintf(ix, "%s\n    \"%s\": \"model-%05d-of-%05d.safetensors\"", m ? "," : "", t[m].name, shard + 1, shards);
+            }
+            if (qf_st_writer_begin(w, path, force ? 1 : 0, &err))
+                goto fail;
+            for (m = first; m < k; m++)
+                if (fill(w, s.dtype, t[m].norm ? t[m].cols : t[m].rows * t[m].cols, t[m].norm, &err))
+                    goto fail;
+            if (qf_st_writer_finish(w, &err))
+                goto fail;
+            qf_st_writer_free(w);
+            w = NULL;
+            shard++;
+            first = k;
+            acc = bytes;
+        }
+        if (ix) {
+            fprintf(ix, "\n  }\n}\n");
+            fclose(ix);
+        }
     }
-    if (qf_st_writer_begin(w, path, force ? 1 : 0, &err))
-        goto fail;
-    for (i = 0; i < (int)nt; i++)
-        if (fill(w, s.dtype, t[i].norm ? t[i].cols : t[i].rows * t[i].cols, t[i].norm, &err))
-            goto fail;
-    if (qf_st_writer_finish(w, &err))
-        goto fail;
     rc = 0;
     goto done;
 fail:
