@@ -32,6 +32,7 @@
 enum {
     ARCH_PERMUTE_QK = 1, /* q/k rows: HF rotate-half -> ggml interleaved RoPE */
     ARCH_LLAMA_KEYS = 2, /* writes <arch>.vocab_size and rope.dimension_count */
+    ARCH_ROPE_YARN = 4,  /* writes YaRN rope scaling keys (Qwen2 family) */
 };
 
 typedef struct {
@@ -43,8 +44,8 @@ typedef struct {
 static const arch_entry archs[] = {
     { "LlamaForCausalLM", "llama", ARCH_PERMUTE_QK | ARCH_LLAMA_KEYS },
     { "MistralForCausalLM", "llama", ARCH_PERMUTE_QK | ARCH_LLAMA_KEYS },
-    { "Qwen2ForCausalLM", "qwen2", 0 },
-    { "Qwen3ForCausalLM", "qwen3", 0 },
+    { "Qwen2ForCausalLM", "qwen2", ARCH_ROPE_YARN },
+    { "Qwen3ForCausalLM", "qwen3", ARCH_ROPE_YARN },
 };
 
 /* HF module names -> GGUF names. Per-layer entries apply to
@@ -102,6 +103,9 @@ typedef struct {
     double rope_factor;
     int rope_llama3;
     double r3_factor, r3_low, r3_high, r3_orig_ctx;
+    int rope_yarn;
+    double yarn_factor;
+    uint64_t yarn_orig_ctx;
 } hparams;
 
 typedef struct {
@@ -349,6 +353,15 @@ static int read_config(qf_convert *c, char **name_or_path, qf_err *err)
         } else if (cJSON_IsNumber(f) && cJSON_IsString(ty2) && strcmp(ty2->valuestring, "linear") == 0) {
             hp->rope_linear = 1;
             hp->rope_factor = f->valuedouble;
+        } else if (cJSON_IsNumber(f) && cJSON_IsString(ty2) && strcmp(ty2->valuestring, "yarn") == 0) {
+            const cJSON *oc = cJSON_GetObjectItemCaseSensitive(it, "original_max_position_embeddings");
+            if (!cJSON_IsNumber(oc) || oc->valuedouble < 1) {
+                rc = qf_err_set(err, QF_EFORMAT, "%s: rope_scaling: yarn needs \"original_max_position_embeddings\"", path);
+                goto done;
+            }
+            hp->rope_yarn = 1;
+            hp->yarn_factor = f->valuedouble;
+            hp->yarn_orig_ctx = (uint64_t)oc->valuedouble;
         }
     }
     it = cJSON_GetObjectItemCaseSensitive(cfg, "_name_or_path");
@@ -656,6 +669,11 @@ static int build_metadata(qf_convert *c, const char *name_or_path, qf_err *err)
              (rc = qf_gguf_writer_set_f32(w, KEY("rope.scaling.factor"), (float)hp->rope_factor, err))))
             goto done;
     }
+    if ((c->arch->flags & ARCH_ROPE_YARN) && hp->rope_yarn &&
+        ((rc = qf_gguf_writer_set_str(w, KEY("rope.scaling.type"), "yarn", err)) ||
+         (rc = qf_gguf_writer_set_f32(w, KEY("rope.scaling.factor"), (float)hp->yarn_factor, err)) ||
+         (rc = qf_gguf_writer_set_u32(w, KEY("rope.scaling.original_context_length"), (uint32_t)hp->yarn_orig_ctx, err))))
+        goto done;
     if (c->vocab && (rc = qf_vocab_write_gguf(c->vocab, w, err)))
         goto done;
     rc = qf_gguf_writer_set_u32(w, "general.quantization_version", 2, err);

@@ -7,6 +7,11 @@
  *                 [--dtype bf16|f16|f32] [--seed N] [--force]
  *                 [--drop NAME] [--extra NAME]   (for error tests)
  *                 [--shards N]   (N files and a model.safetensors.index.json)
+ *                 [--arch llama|mistral|qwen2|qwen3]  (qwen2: q/k/v biases;
+ *                                 qwen3: q/k norms and head_dim)
+ *                 [--tie]         tied embeddings, no lm_head.weight
+ *                 [--tie-reverse] tied, only lm_head.weight, __metadata__ alias
+ *                 [--rope-llama3] llama3-style rope_scaling in config.json
  *
  * Writes OUT_DIR/config.json and OUT_DIR/model.safetensors. Matrices are
  * N(0, 0.02)-like (a sum of uniforms), norms near 1. The default preset is
@@ -69,7 +74,8 @@ static int fill(qf_st_writer *w, qf_dtype dt, uint64_t n, int norm, qf_err *err)
 int main(int argc, char **argv)
 {
     shape s = { 22, 2048, 5632, 32, 4, 32000, 1, QF_DTYPE_BF16 };
-    const char *out = NULL, *drop = NULL, *extra = NULL;
+    const char *out = NULL, *drop = NULL, *extra = NULL, *arch = "llama";
+    int tie = 0, tie_reverse = 0, rope3 = 0;
     char path[4096];
     int i, force = 0, rc = 1, shards = 1;
     qf_err err = { 0 };
@@ -87,6 +93,9 @@ int main(int argc, char **argv)
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         uint64_t *dst = NULL;
         if (!strcmp(a, "--force")) { force = 1; continue; }
+        if (!strcmp(a, "--tie")) { tie = 1; continue; }
+        if (!strcmp(a, "--tie-reverse")) { tie_reverse = 1; continue; }
+        if (!strcmp(a, "--rope-llama3")) { rope3 = 1; continue; }
         if (a[0] != '-') { out = a; continue; }
         if (!v) { fprintf(stderr, "util_genmodel: %s needs a value\n", a); return 2; }
         i++;
@@ -97,6 +106,7 @@ int main(int argc, char **argv)
             continue;
         }
         if (!strcmp(a, "--drop")) { drop = v; continue; }
+        if (!strcmp(a, "--arch")) { arch = v; continue; }
         if (!strcmp(a, "--shards")) { shards = atoi(v); if (shards < 1) shards = 1; continue; }
         if (!strcmp(a, "--extra")) { extra = v; continue; }
         if (!strcmp(a, "--dtype")) {
@@ -123,13 +133,15 @@ int main(int argc, char **argv)
     }
     rng_state = s.seed;
     kv_dim = s.hidden / s.heads * s.kv_heads;
-    t = calloc(4 + 9 * s.layers, sizeof *t);
+    t = calloc(4 + 14 * s.layers, sizeof *t);
     if (!t)
         return 1;
 #define ADD(r, c, nrm, ...) do { snprintf(t[nt].name, sizeof t[nt].name, __VA_ARGS__); \
         t[nt].rows = (r); t[nt].cols = (c); t[nt].norm = (nrm); nt++; } while (0)
-    ADD(s.vocab, s.hidden, 0, "lm_head.weight");
-    ADD(s.vocab, s.hidden, 0, "model.embed_tokens.weight");
+    if (!tie)
+        ADD(s.vocab, s.hidden, 0, "lm_head.weight");
+    if (!tie_reverse)
+        ADD(s.vocab, s.hidden, 0, "model.embed_tokens.weight");
     for (l = 0; l < s.layers; l++) {
         ADD(0, s.hidden, 1, "model.layers.%llu.input_layernorm.weight", (unsigned long long)l);
         ADD(s.hidden, s.ffn, 0, "model.layers.%llu.mlp.down_proj.weight", (unsigned long long)l);
@@ -140,6 +152,15 @@ int main(int argc, char **argv)
         ADD(s.hidden, s.hidden, 0, "model.layers.%llu.self_attn.o_proj.weight", (unsigned long long)l);
         ADD(s.hidden, s.hidden, 0, "model.layers.%llu.self_attn.q_proj.weight", (unsigned long long)l);
         ADD(kv_dim, s.hidden, 0, "model.layers.%llu.self_attn.v_proj.weight", (unsigned long long)l);
+        if (!strcmp(arch, "qwen2")) {
+            ADD(0, s.hidden, 1, "model.layers.%llu.self_attn.q_proj.bias", (unsigned long long)l);
+            ADD(0, kv_dim, 1, "model.layers.%llu.self_attn.k_proj.bias", (unsigned long long)l);
+            ADD(0, kv_dim, 1, "model.layers.%llu.self_attn.v_proj.bias", (unsigned long long)l);
+        }
+        if (!strcmp(arch, "qwen3")) {
+            ADD(0, s.hidden / s.heads, 1, "model.layers.%llu.self_attn.q_norm.weight", (unsigned long long)l);
+            ADD(0, s.hidden / s.heads, 1, "model.layers.%llu.self_attn.k_norm.weight", (unsigned long long)l);
+        }
     }
     ADD(0, s.hidden, 1, "model.norm.weight");
     if (extra)
@@ -159,18 +180,25 @@ int main(int argc, char **argv)
         fprintf(stderr, "util_genmodel: %s: %s\n", path, strerror(errno));
         goto done;
     }
+    fprintf(f, "{\n  \"architectures\": [\"%s\"],\n  \"model_type\": \"%s\",\n",
+            !strcmp(arch, "qwen2") ? "Qwen2ForCausalLM" : !strcmp(arch, "qwen3") ? "Qwen3ForCausalLM"
+            : !strcmp(arch, "mistral") ? "MistralForCausalLM" : "LlamaForCausalLM", arch);
+    if (!strcmp(arch, "qwen3"))
+        fprintf(f, "  \"head_dim\": %llu,\n", (unsigned long long)(s.hidden / s.heads));
+    if (rope3)
+        fprintf(f, "  \"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 8.0, \"low_freq_factor\": 1.0, "
+                   "\"high_freq_factor\": 4.0, \"original_max_position_embeddings\": 8192},\n");
     fprintf(f,
-            "{\n  \"architectures\": [\"LlamaForCausalLM\"],\n  \"model_type\": \"llama\",\n"
             "  \"hidden_size\": %llu,\n  \"intermediate_size\": %llu,\n"
             "  \"num_hidden_layers\": %llu,\n  \"num_attention_heads\": %llu,\n"
             "  \"num_key_value_heads\": %llu,\n  \"vocab_size\": %llu,\n"
             "  \"max_position_embeddings\": 2048,\n  \"rms_norm_eps\": 1e-05,\n"
-            "  \"rope_theta\": 10000.0,\n  \"tie_word_embeddings\": false,\n"
+            "  \"rope_theta\": 10000.0,\n  \"tie_word_embeddings\": %s,\n"
             "  \"torch_dtype\": \"%s\",\n  \"bos_token_id\": 1,\n  \"eos_token_id\": 2\n}\n",
             (unsigned long long)s.hidden, (unsigned long long)s.ffn,
             (unsigned long long)s.layers, (unsigned long long)s.heads,
             (unsigned long long)s.kv_heads, (unsigned long long)s.vocab,
-            s.dtype == QF_DTYPE_F32 ? "float32" : s.dtype == QF_DTYPE_F16 ? "float16" : "bfloat16");
+            tie || tie_reverse ? "true" : "false", s.dtype == QF_DTYPE_F32 ? "float32" : s.dtype == QF_DTYPE_F16 ? "float16" : "bfloat16");
     fclose(f);
 
     {
@@ -204,6 +232,9 @@ int main(int argc, char **argv)
             else
                 snprintf(path, sizeof path, "%s/model.safetensors", out);
             if (qf_st_writer_new(&w, &err) || qf_st_writer_set_meta(w, "format", "pt", &err))
+                goto fail;
+            if (tie_reverse && shard == 0 &&
+                qf_st_writer_set_meta(w, "model.embed_tokens.weight", "lm_head.weight", &err))
                 goto fail;
             for (m = first; m < k; m++) {
                 uint64_t shp[2] = { t[m].rows, t[m].cols };

@@ -1,0 +1,396 @@
+/*
+ * verify/gemm.c - packed F32 products (see gemm.h for the contract).
+ *
+ * One driver, three micro-kernels (plain C, AVX2, AVX-512) that compute the
+ * same MR x NR tile of Y = X * W^T: for every k in order, every accumulator
+ * gets acc = acc + x[r][k] * w[c][k]. The kernels differ only in how many
+ * accumulators sit in one register, which never changes a sum's order.
+ *
+ * The vector kernels are compiled with target attributes and chosen at run
+ * time, so the default build (no -march) still uses the machine's vectors.
+ */
+#include "verify/gemm.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "formats/parallel.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#define QF_X86 1
+#include <immintrin.h>
+#endif
+
+#define NR QF_GEMM_NR
+#define MR QF_GEMM_MR
+
+/* =====================================================================
+ * Packed weights
+ * ===================================================================== */
+
+static int64_t n_panels(int64_t n_out)
+{
+    return (n_out + NR - 1) / NR;
+}
+
+int qf_gemm_mat_alloc(qf_gemm_mat *m, int64_t n_out, int64_t n_in, qf_err *err)
+{
+    uint64_t bytes;
+
+    memset(m, 0, sizeof *m);
+    if (n_out <= 0 || n_in <= 0)
+        return qf_err_set(err, QF_EINVAL, "matrix of %lld x %lld", (long long)n_out,
+                          (long long)n_in);
+    if ((uint64_t)n_in > (UINT64_MAX / 4 / NR) / (uint64_t)n_panels(n_out))
+        return qf_err_set(err, QF_ELIMIT, "matrix of %lld x %lld is too large", (long long)n_out,
+                          (long long)n_in);
+    bytes = (uint64_t)n_panels(n_out) * (uint64_t)n_in * NR * sizeof(float);
+    bytes = (bytes + 63) & ~(uint64_t)63;
+    if (bytes > SIZE_MAX || !(m->data = aligned_alloc(64, (size_t)bytes)))
+        return qf_err_set(err, QF_ENOMEM, "out of memory (matrix of %lld x %lld)",
+                          (long long)n_out, (long long)n_in);
+    memset(m->data, 0, (size_t)bytes);
+    m->n_out = n_out;
+    m->n_in = n_in;
+    return 0;
+}
+
+void qf_gemm_mat_free(qf_gemm_mat *m)
+{
+    if (!m)
+        return;
+    free(m->data);
+    m->data = NULL;
+    m->n_out = m->n_in = 0;
+}
+
+void qf_gemm_mat_set_rows(qf_gemm_mat *m, int64_t row0, int64_t n, const float *src)
+{
+    int64_t K = m->n_in, r, k;
+    for (r = 0; r < n; r++) {
+        int64_t row = row0 + r;
+        float *dst = m->data + (row / NR) * K * NR + row % NR;
+        const float *s = src + r * K;
+        for (k = 0; k < K; k++)
+            dst[k * NR] = s[k];
+    }
+}
+
+void qf_gemm_mat_get_row(const qf_gemm_mat *m, int64_t row, float *dst)
+{
+    int64_t K = m->n_in, k;
+    const float *s = m->data + (row / NR) * K * NR + row % NR;
+    for (k = 0; k < K; k++)
+        dst[k] = s[k * NR];
+}
+
+/* =====================================================================
+ * Micro-kernels: y[r][c] = sum_k xp[k][r] * wp[k][c] for r < mr, c < nr.
+ *   xp: K x MR (a packed block of X), wp: K x NR (one weight panel).
+ * ===================================================================== */
+
+typedef void (*kernel_fn)(const float *xp, const float *wp, int64_t K, float *y, int64_t ldy,
+                          int mr, int nr);
+
+static void store_tile(const float *tile, float *y, int64_t ldy, int mr, int nr)
+{
+    int r;
+    for (r = 0; r < mr; r++)
+        memcpy(y + r * ldy, tile + r * NR, (size_t)nr * sizeof(float));
+}
+
+static void kernel_generic(const float *xp, const float *wp, int64_t K, float *y, int64_t ldy,
+                           int mr, int nr)
+{
+    float acc[MR * NR];
+    int64_t k;
+    int r, c;
+
+    memset(acc, 0, sizeof acc);
+    for (k = 0; k < K; k++) {
+        const float *xk = xp + k * MR, *wk = wp + k * NR;
+        for (r = 0; r < MR; r++) {
+            float xv = xk[r];
+            float *a = acc + r * NR;
+            for (c = 0; c < NR; c++)
+                a[c] = a[c] + xv * wk[c];
+        }
+    }
+    store_tile(acc, y, ldy, mr, nr);
+}
+
+static void axpy_generic(float *y, float a, const float *x, int64_t n)
+{
+    int64_t i;
+    for (i = 0; i < n; i++)
+        y[i] = y[i] + a * x[i];
+}
+
+#ifdef QF_X86
+
+__attribute__((target("avx2"))) static void kernel_avx2(const float *xp, const float *wp,
+                                                        int64_t K, float *y, int64_t ldy, int mr,
+                                                        int nr)
+{
+    /* 16 ymm registers: the 8 x 32 tile is done as four 4 x 16 quarters,
+     * 8 accumulators each. */
+    float tile[MR * NR];
+    int rh, ch;
+
+    for (rh = 0; rh < MR; rh += 4) {
+        for (ch = 0; ch < NR; ch += 16) {
+            __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
+            __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
+            __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
+            __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
+            const float *xk = xp + rh, *wk = wp + ch;
+            int64_t k;
+            for (k = 0; k < K; k++, xk += MR, wk += NR) {
+                __m256 w0 = _mm256_loadu_ps(wk), w1 = _mm256_loadu_ps(wk + 8), x;
+                x = _mm256_broadcast_ss(xk + 0);
+                c00 = _mm256_add_ps(c00, _mm256_mul_ps(x, w0));
+                c01 = _mm256_add_ps(c01, _mm256_mul_ps(x, w1));
+                x = _mm256_broadcast_ss(xk + 1);
+                c10 = _mm256_add_ps(c10, _mm256_mul_ps(x, w0));
+                c11 = _mm256_add_ps(c11, _mm256_mul_ps(x, w1));
+                x = _mm256_broadcast_ss(xk + 2);
+                c20 = _mm256_add_ps(c20, _mm256_mul_ps(x, w0));
+                c21 = _mm256_add_ps(c21, _mm256_mul_ps(x, w1));
+                x = _mm256_broadcast_ss(xk + 3);
+                c30 = _mm256_add_ps(c30, _mm256_mul_ps(x, w0));
+                c31 = _mm256_add_ps(c31, _mm256_mul_ps(x, w1));
+            }
+            _mm256_storeu_ps(tile + (rh + 0) * NR + ch, c00);
+            _mm256_storeu_ps(tile + (rh + 0) * NR + ch + 8, c01);
+            _mm256_storeu_ps(tile + (rh + 1) * NR + ch, c10);
+            _mm256_storeu_ps(tile + (rh + 1) * NR + ch + 8, c11);
+            _mm256_storeu_ps(tile + (rh + 2) * NR + ch, c20);
+            _mm256_storeu_ps(tile + (rh + 2) * NR + ch + 8, c21);
+            _mm256_storeu_ps(tile + (rh + 3) * NR + ch, c30);
+            _mm256_storeu_ps(tile + (rh + 3) * NR + ch + 8, c31);
+        }
+    }
+    store_tile(tile, y, ldy, mr, nr);
+}
+
+__attribute__((target("avx2"))) static void axpy_avx2(float *y, float a, const float *x,
+                                                      int64_t n)
+{
+    __m256 va = _mm256_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(y + i),
+                                              _mm256_mul_ps(va, _mm256_loadu_ps(x + i))));
+    for (; i < n; i++)
+        y[i] = y[i] + a * x[i];
+}
+
+#define ACC2(r)                                                                                   \
+    x = _mm512_set1_ps(xk[r]);                                                                    \
+    c##r##0 = _mm512_add_ps(c##r##0, _mm512_mul_ps(x, w0));                                       \
+    c##r##1 = _mm512_add_ps(c##r##1, _mm512_mul_ps(x, w1));
+
+__attribute__((target("avx512f"))) static void kernel_avx512(const float *xp, const float *wp,
+                                                             int64_t K, float *y, int64_t ldy,
+                                                             int mr, int nr)
+{
+    __m512 c00 = _mm512_setzero_ps(), c01 = _mm512_setzero_ps();
+    __m512 c10 = _mm512_setzero_ps(), c11 = _mm512_setzero_ps();
+    __m512 c20 = _mm512_setzero_ps(), c21 = _mm512_setzero_ps();
+    __m512 c30 = _mm512_setzero_ps(), c31 = _mm512_setzero_ps();
+    __m512 c40 = _mm512_setzero_ps(), c41 = _mm512_setzero_ps();
+    __m512 c50 = _mm512_setzero_ps(), c51 = _mm512_setzero_ps();
+    __m512 c60 = _mm512_setzero_ps(), c61 = _mm512_setzero_ps();
+    __m512 c70 = _mm512_setzero_ps(), c71 = _mm512_setzero_ps();
+    const float *xk = xp, *wk = wp;
+    int64_t k;
+
+    for (k = 0; k < K; k++, xk += MR, wk += NR) {
+        __m512 w0 = _mm512_loadu_ps(wk), w1 = _mm512_loadu_ps(wk + 16), x;
+        ACC2(0) ACC2(1) ACC2(2) ACC2(3) ACC2(4) ACC2(5) ACC2(6) ACC2(7)
+    }
+    if (mr == MR && nr == NR) {
+        _mm512_storeu_ps(y + 0 * ldy, c00), _mm512_storeu_ps(y + 0 * ldy + 16, c01);
+        _mm512_storeu_ps(y + 1 * ldy, c10), _mm512_storeu_ps(y + 1 * ldy + 16, c11);
+        _mm512_storeu_ps(y + 2 * ldy, c20), _mm512_storeu_ps(y + 2 * ldy + 16, c21);
+        _mm512_storeu_ps(y + 3 * ldy, c30), _mm512_storeu_ps(y + 3 * ldy + 16, c31);
+        _mm512_storeu_ps(y + 4 * ldy, c40), _mm512_storeu_ps(y + 4 * ldy + 16, c41);
+        _mm512_storeu_ps(y + 5 * ldy, c50), _mm512_storeu_ps(y + 5 * ldy + 16, c51);
+        _mm512_storeu_ps(y + 6 * ldy, c60), _mm512_storeu_ps(y + 6 * ldy + 16, c61);
+        _mm512_storeu_ps(y + 7 * ldy, c70), _mm512_storeu_ps(y + 7 * ldy + 16, c71);
+    } else {
+        float tile[MR * NR];
+        _mm512_storeu_ps(tile + 0 * NR, c00), _mm512_storeu_ps(tile + 0 * NR + 16, c01);
+        _mm512_storeu_ps(tile + 1 * NR, c10), _mm512_storeu_ps(tile + 1 * NR + 16, c11);
+        _mm512_storeu_ps(tile + 2 * NR, c20), _mm512_storeu_ps(tile + 2 * NR + 16, c21);
+        _mm512_storeu_ps(tile + 3 * NR, c30), _mm512_storeu_ps(tile + 3 * NR + 16, c31);
+        _mm512_storeu_ps(tile + 4 * NR, c40), _mm512_storeu_ps(tile + 4 * NR + 16, c41);
+        _mm512_storeu_ps(tile + 5 * NR, c50), _mm512_storeu_ps(tile + 5 * NR + 16, c51);
+        _mm512_storeu_ps(tile + 6 * NR, c60), _mm512_storeu_ps(tile + 6 * NR + 16, c61);
+        _mm512_storeu_ps(tile + 7 * NR, c70), _mm512_storeu_ps(tile + 7 * NR + 16, c71);
+        store_tile(tile, y, ldy, mr, nr);
+    }
+}
+
+__attribute__((target("avx512f"))) static void axpy_avx512(float *y, float a, const float *x,
+                                                           int64_t n)
+{
+    __m512 va = _mm512_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(y + i, _mm512_add_ps(_mm512_loadu_ps(y + i),
+                                              _mm512_mul_ps(va, _mm512_loadu_ps(x + i))));
+    if (i < n) {
+        __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        __m512 yv = _mm512_maskz_loadu_ps(m, y + i), xv = _mm512_maskz_loadu_ps(m, x + i);
+        _mm512_mask_storeu_ps(y + i, m, _mm512_add_ps(yv, _mm512_mul_ps(va, xv)));
+    }
+}
+
+#endif /* QF_X86 */
+
+/* =====================================================================
+ * Dispatch
+ * ===================================================================== */
+
+static int isa_now; /* 0 until first use */
+static kernel_fn kernel_now = kernel_generic;
+static void (*axpy_now)(float *, float, const float *, int64_t) = axpy_generic;
+
+static int isa_best(void)
+{
+#ifdef QF_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f"))
+        return QF_GEMM_ISA_AVX512;
+    if (__builtin_cpu_supports("avx2"))
+        return QF_GEMM_ISA_AVX2;
+#endif
+    return QF_GEMM_ISA_GENERIC;
+}
+
+int qf_gemm_set_isa(int isa)
+{
+    int best = isa_best();
+    if (isa <= QF_GEMM_ISA_AUTO || isa > best)
+        isa = best;
+    switch (isa) {
+#ifdef QF_X86
+    case QF_GEMM_ISA_AVX512:
+        kernel_now = kernel_avx512;
+        axpy_now = axpy_avx512;
+        break;
+    case QF_GEMM_ISA_AVX2:
+        kernel_now = kernel_avx2;
+        axpy_now = axpy_avx2;
+        break;
+#endif
+    default:
+        isa = QF_GEMM_ISA_GENERIC;
+        kernel_now = kernel_generic;
+        axpy_now = axpy_generic;
+    }
+    isa_now = isa;
+    return isa;
+}
+
+int qf_gemm_isa(void)
+{
+    if (!isa_now)
+        qf_gemm_set_isa(QF_GEMM_ISA_AUTO);
+    return isa_now;
+}
+
+const char *qf_gemm_isa_name(int isa)
+{
+    switch (isa) {
+    case QF_GEMM_ISA_GENERIC: return "generic";
+    case QF_GEMM_ISA_AVX2: return "avx2";
+    case QF_GEMM_ISA_AVX512: return "avx512";
+    default: return "auto";
+    }
+}
+
+void qf_gemm_axpy(float *y, float a, const float *x, int64_t n)
+{
+    if (!isa_now)
+        qf_gemm_isa();
+    axpy_now(y, a, x, n);
+}
+
+/* =====================================================================
+ * Driver: X is packed into blocks of MR rows (K x MR each, zero rows past
+ * n_tok); threads take whole weight panels and run every block over them,
+ * so a panel is read from memory once and then served from cache.
+ * ===================================================================== */
+
+typedef struct {
+    const qf_gemm_mat *w;
+    const float *xp;
+    int64_t n_tok, n_blk;
+    float *y;
+    int64_t ldy;
+    kernel_fn kern;
+} gemm_job;
+
+static int gemm_panels(void *ctx, int64_t begin, int64_t end, int worker)
+{
+    const gemm_job *j = ctx;
+    int64_t K = j->w->n_in, p, b;
+    (void)worker;
+    for (p = begin; p < end; p++) {
+        const float *wp = j->w->data + p * K * NR;
+        int nr = (int)(j->w->n_out - p * NR < NR ? j->w->n_out - p * NR : NR);
+        for (b = 0; b < j->n_blk; b++) {
+            int mr = (int)(j->n_tok - b * MR < MR ? j->n_tok - b * MR : MR);
+            j->kern(j->xp + b * K * MR, wp, K, j->y + b * MR * j->ldy + p * NR, j->ldy, mr, nr);
+        }
+    }
+    return 0;
+}
+
+int qf_gemm(const qf_gemm_mat *w, const float *x, int64_t ldx, int64_t n_tok, float *y,
+            int64_t ldy, int n_threads, qf_err *err)
+{
+    int64_t K = w->n_in, n_blk = (n_tok + MR - 1) / MR, np = n_panels(w->n_out), b, k;
+    size_t bytes;
+    float *xp;
+    gemm_job j;
+    int rc;
+
+    if (n_tok <= 0)
+        return 0;
+    if (!isa_now)
+        qf_gemm_isa();
+    bytes = ((size_t)n_blk * (size_t)K * MR * sizeof(float) + 63) & ~(size_t)63;
+    if (!(xp = aligned_alloc(64, bytes)))
+        return qf_err_set(err, QF_ENOMEM, "out of memory (a batch of %lld x %lld)",
+                          (long long)n_tok, (long long)K);
+    for (b = 0; b < n_blk; b++) {
+        float *dst = xp + b * K * MR;
+        int r;
+        for (r = 0; r < MR; r++) {
+            int64_t t = b * MR + r;
+            if (t < n_tok) {
+                const float *src = x + t * ldx;
+                for (k = 0; k < K; k++)
+                    dst[k * MR + r] = src[k];
+            } else {
+                for (k = 0; k < K; k++)
+                    dst[k * MR + r] = 0.0f;
+            }
+        }
+    }
+    j.w = w;
+    j.xp = xp;
+    j.n_tok = n_tok;
+    j.n_blk = n_blk;
+    j.y = y;
+    j.ldy = ldy;
+    j.kern = kernel_now;
+    /* Chunks of panels: small enough to balance, large enough to amortize. */
+    rc = qf_parallel_for(n_threads, np, np / (4 * (n_threads > 0 ? n_threads : 1)) + 1,
+                         gemm_panels, &j);
+    free(xp);
+    return rc;
+}
