@@ -5,6 +5,7 @@
 #   make asan            the tests under ASan+UBSan, in build-asan/
 #   make demo            convert/inspect/verify the bundled model in fixtures/
 #   make check-golden    compare against ../shared/golden (llama.cpp's outputs)
+#   make check-interop   our files read by independent tools (tests/interop, npm)
 #   make fuzz            libFuzzer targets (clang), in build-fuzz/
 #   make install         PREFIX=/usr/local DESTDIR= : tools, libqforge.a, headers, qforge.pc
 #
@@ -83,7 +84,7 @@ UTIL_SRC  := $(sort $(wildcard tests/util_*.c))
 UTILS     := $(UTIL_SRC:tests/%.c=$(BUILD)/tests/%)
 HEADERS   := $(sort $(wildcard formats/*.h quantize/*.h convert/*.h verify/*.h))
 
-.PHONY: all lib tools tests test asan demo check-golden fuzz bench install uninstall clean help
+.PHONY: all lib tools tests test asan demo check-golden check-interop fuzz bench install uninstall clean help
 .SECONDARY:
 all: $(LIB) $(TOOLS)
 lib: $(LIB)
@@ -124,6 +125,9 @@ demo: all
 
 check-golden: all $(UTILS)
 	@QF_BUILD=$(BUILD) sh tests/golden/run.sh
+
+check-interop: all
+	@QF_BUILD=$(BUILD) sh tests/interop/run.sh
 
 # libFuzzer targets: build-fuzz/fuzz_<reader>; run with FUZZ_SECONDS (default 60).
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
@@ -167,6 +171,6 @@ clean:
 	rm -rf build build-asan build-fuzz
 
 help:
-	@sed -n '2,13p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '2,14p' Makefile | sed 's/^# \{0,1\}//'
 
 -include $(LIB_OBJ:.o=.d) $(TOOLS_COMMON_OBJ:.o=.d) $(TOOL_SRC:tools/%.c=$(BUILD)/obj/tools/%.d)
