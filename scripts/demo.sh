@@ -1,31 +1,38 @@
 #!/bin/sh
-# make demo: the main job on the model bundled in fixtures/.
-# Lists the model, hashes it, checks the hashes, and shows that a changed byte
-# is caught and named.
+# make demo: the main job on the model bundled in fixtures/ (stories260K, a
+# real trained LLaMA in Hugging Face layout): convert it, check the result
+# against llama.cpp's own converter byte for byte, and show the checksums
+# that let anyone verify the file later.
 set -e
 BUILD=${1:-build}
 BIN="$BUILD/bin"
 MODEL=fixtures/stories260K
-GGUF=fixtures/gguf/stories260K-Q4_K_M.gguf
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
+OUT=${DEMO_OUT:-$(mktemp -d)}
+trap '[ -n "$DEMO_OUT" ] || rm -rf "$OUT"' EXIT
 
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+step() { printf '\n== %s\n' "$*"; }
 
-step "qforge inspect $MODEL   (a Hugging Face folder: config.json + safetensors)"
-"$BIN/qforge" inspect "$MODEL" | sed -n '1,12p;/^Total/,$p'
+step "qforge inspect $MODEL"
+"$BIN/qforge" inspect "$MODEL" | sed -n '1,4p;/^Total/,$p'
 
-step "qforge inspect $GGUF   (llama.cpp's Q4_K_M of the same model)"
-"$BIN/qforge" inspect "$GGUF" | sed -n '1,4p;/^Total/,$p'
+step "qforge convert $MODEL -o stories260K-f16.gguf --checksum"
+"$BIN/qforge" convert --outtype f16 --checksum -o "$OUT/stories260K-f16.gguf" "$MODEL"
+"$BIN/qforge" inspect "$OUT/stories260K-f16.gguf" | sed -n '1,4p;/^Total/,$p'
 
-step "qforge sum $GGUF > manifest   (per-tensor SHA-256, llama-gguf-hash format)"
-"$BIN/qforge" sum "$GGUF" > "$TMP/manifest.txt"
-head -3 "$TMP/manifest.txt"; echo "..."; tail -1 "$TMP/manifest.txt"
+step "same bytes as llama.cpp's convert_hf_to_gguf.py (fixtures/gguf/stories260K-f16.gguf)?"
+if cmp -s "$OUT/stories260K-f16.gguf" fixtures/gguf/stories260K-f16.gguf; then
+    echo "yes: byte-identical, $(wc -c < "$OUT/stories260K-f16.gguf") bytes"
+else
+    echo "NO: the files differ" >&2
+    exit 1
+fi
 
-step "qforge sum --check against llama.cpp's own manifest"
-"$BIN/qforge" sum -q --check fixtures/gguf/stories260K-Q4_K_M.gguf.sha256.txt "$GGUF" && echo "all tensors match llama-gguf-hash"
+step "qforge sum --check stories260K-f16.gguf.sha256   (per-tensor SHA-256, llama-gguf-hash format)"
+"$BIN/qforge" sum -q --check "$OUT/stories260K-f16.gguf.sha256" && echo "all $(wc -l < "$OUT/stories260K-f16.gguf.sha256") digests match"
+"$BIN/qforge" sum -q --check fixtures/gguf/stories260K-f16.gguf.sha256.txt "$OUT/stories260K-f16.gguf" &&
+    echo "and they match llama.cpp's llama-gguf-hash manifest"
 
-step "one flipped byte in a copy is named"
-cp "$GGUF" "$TMP/copy.gguf"
-printf '\377' | dd of="$TMP/copy.gguf" bs=1 seek=200000 conv=notrunc 2>/dev/null
-"$BIN/qforge" sum -q --check "$TMP/manifest.txt" "$TMP/copy.gguf" || echo "(exit status $?: mismatch reported)"
+step "a flipped byte is caught and named"
+cp "$OUT/stories260K-f16.gguf" "$OUT/copy.gguf"
+printf '\377' | dd of="$OUT/copy.gguf" bs=1 seek=300000 conv=notrunc 2>/dev/null
+"$BIN/qforge" sum -q --check "$OUT/stories260K-f16.gguf.sha256" "$OUT/copy.gguf" || echo "(exit status $?: mismatch reported)"

@@ -28,6 +28,7 @@ const char *qf_cli_prog(void) { return prog; }
 void qf_cli_error(const char *fmt, ...)
 {
     va_list ap;
+    fflush(stdout); /* what was printed so far comes first */
     fprintf(stderr, "%s: ", prog);
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
