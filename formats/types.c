@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 #if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>
 #include <immintrin.h>
 #define QF_HAVE_F16C_PATH 1
 #endif
@@ -220,14 +221,24 @@ __attribute__((target("avx,f16c"))) static void f32_to_f16_f16c(const float *src
         qf_put16(dst + 2 * i, qf_f32_to_f16(src[i]));
 }
 
+/* CPUID leaf 1: ECX bit 27 OSXSAVE, 28 AVX, 29 F16C; and the OS must save
+ * the YMM registers (XCR0 bits 1 and 2). */
 static int have_f16c(void)
 {
-    static int cached = -1;
-    if (cached < 0) {
-        __builtin_cpu_init();
-        cached = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx");
+    static _Atomic int cached = -1;
+    int v = cached;
+    if (v < 0) {
+        unsigned a, b, c, d;
+        v = 0;
+        if (__get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 27)) && (c & (1u << 28)) &&
+            (c & (1u << 29))) {
+            unsigned lo, hi;
+            __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+            v = (lo & 6u) == 6u;
+        }
+        cached = v;
     }
-    return cached;
+    return v;
 }
 #endif
 
