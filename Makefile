@@ -82,7 +82,7 @@ TEST_SRC  := $(sort $(wildcard tests/test_*.c))
 TESTS     := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 UTIL_SRC  := $(sort $(wildcard tests/util_*.c))
 UTILS     := $(UTIL_SRC:tests/%.c=$(BUILD)/tests/%)
-HEADERS   := $(sort $(wildcard formats/*.h quantize/*.h convert/*.h verify/*.h))
+HEADERS   := $(filter-out %_impl.h,$(sort $(wildcard formats/*.h quantize/*.h convert/*.h verify/*.h)))
 
 .PHONY: all lib tools tests test asan demo check-golden check-interop fuzz bench install uninstall clean help
 .SECONDARY:
@@ -149,8 +149,8 @@ $(BUILD)/qforge.pc: Makefile
 	@mkdir -p $(dir $@)
 	printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(LIBDIR)' 'includedir=$(INCDIR)' '' \
 	  'Name: qforge' 'Description: model weight conversion, quantization and verification' \
-	  'Version: $(VERSION)' 'Requires.private: $(PKGS)' \
-	  'Libs: -L$${libdir} -lqforge' 'Libs.private: -lm -pthread' \
+	  'Version: $(VERSION)' 'Requires: $(PKGS)' \
+	  'Libs: -L$${libdir} -lqforge -lm -pthread' \
 	  'Cflags: -I$${includedir}/qforge' > $@
 
 install: all $(BUILD)/qforge.pc
