@@ -155,7 +155,8 @@ typedef struct qf_mix_choice {
     int llama_fails;   /* 1: llama.cpp b4747 stops here ("Unsupported tensor size");
                         * qforge wrote F16 instead */
     qf_mix_reason why;
-    const char *pattern; /* QF_MIX_OVERRIDE: the regex that matched (borrowed) */
+    const char *pattern; /* QF_MIX_OVERRIDE: the regex that matched (borrowed from the
+                          * qf_mix: valid while it lives), else NULL */
 } qf_mix_choice;
 
 /*
@@ -170,6 +171,10 @@ int qf_mix_choose(qf_mix *m, const char *name, uint32_t n_dims, const uint64_t n
  * itself if its block divides ne0, else the fallback described at the top
  * (F16 at the end). *llama_fails is set when llama.cpp has no fallback. */
 int qf_mix_fallback(int type, uint64_t ne0, int *llama_fails);
+
+/* The layer of a tensor named "blk.<N>...." as llama.cpp reads it
+ * (sscanf "blk.%d."), or -1. Output order and MoE rules use it. */
+int64_t qf_mix_layer(const char *name);
 
 /* llama.cpp's use_more_bits(i, n): i < n/8 || i >= 7n/8 || (i - n/8) % 3 == 2
  * (C integer division and remainder). */

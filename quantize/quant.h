@@ -51,4 +51,14 @@ int qf_quant_rows(int type, const float *src, void *dst, int64_t nrows, int64_t 
  */
 int qf_quant_dequantize(int type, const void *src, float *dst, int64_t n);
 
+/*
+ * Check nrows rows of `type` (n_per_row elements each, a multiple of the
+ * block size) the way ggml's ggml_validate_row_data does before a quantized
+ * file is written: every F32, F16 and BF16 value, and every half-precision
+ * block scale (d; m or dmin where the type has one), must be finite.
+ * Returns -1 when all are, else the index of the first bad row; -2 for a
+ * type it does not know.
+ */
+int64_t qf_quant_check_rows(int type, const void *data, int64_t nrows, int64_t n_per_row);
+
 #endif /* QF_QUANT_H */

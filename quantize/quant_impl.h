@@ -329,6 +329,93 @@ float qf_quant_make_qkx3(int n, int nmax, const float *x, const float *weights, 
 float qf_quant_make_qp(int n, int nmax, const float *x, uint8_t *L, const float *quant_weights);
 
 /* ---------------------------------------------------------------------
+ * Pieces of the K quantizers (quantize/quant_k.c) shared with the SIMD
+ * versions: each works on one super-block, after the group searches.
+ * ------------------------------------------------------------------- */
+
+/* Scale and min of group j (0..7) of Q4_K/Q5_K's "k4" packing (ggml's
+ * get_scale_min_k4). */
+static inline void k4_get(const uint8_t *q, int j, uint8_t *d, uint8_t *m)
+{
+    if (j < 4) {
+        *d = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *d = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+        *m = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+    }
+}
+
+/* Store Q3_K's 6-bit group scale l (0..63) of group j into the 12 scale
+ * bytes (which must start zeroed). */
+static inline void q3_k_put_scale(uint8_t *scales, int j, int l)
+{
+    if (j < 8)
+        scales[j] = (uint8_t)(l & 0xF);
+    else
+        scales[j - 8] = (uint8_t)(scales[j - 8] | ((l & 0xF) << 4));
+    scales[j % 4 + 8] = (uint8_t)(scales[j % 4 + 8] | ((l >> 4) << (2 * (j / 4))));
+}
+
+/* Q3_K's signed group scale (-32..31) of group j. */
+static inline int q3_k_get_scale(const uint8_t *scales, int j)
+{
+    const int lo = j < 8 ? scales[j] & 0xF : scales[j - 8] >> 4;
+    return (lo | (((scales[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)) - 32;
+}
+
+/* Group scales/mins (the searches' results) to the stored super-block
+ * fields, as the scalar row functions do; see quantize/quant_k.c. */
+void qf_quant_q2_k_ref_scales(qf_block_q2_k *y, const float *scales, const float *mins);
+void qf_quant_q2_k_qp_scales(qf_block_q2_k *y, const float *scales, const float *mins,
+                             const float *sw);
+void qf_quant_q3_k_ref_scales(qf_block_q3_k *y, const float *scales);
+void qf_quant_q3_k_qx_scales(qf_block_q3_k *y, const float *scales, const float *sw);
+void qf_quant_k4_ref_scales(uint8_t *packed, uint8_t d[2], uint8_t dmin[2], const float *scales,
+                            const float *mins);
+void qf_quant_k4_qp_scales(uint8_t *packed, uint8_t d[2], uint8_t dmin[2], const float *scales,
+                           const float *mins, const float *sw, int clamp63);
+int qf_quant_q6_k_scales(qf_block_q6_k *y, const float *scales);
+
+/* Final levels (QK_K of them, element order) to the block's bit layout. */
+void qf_quant_pack_2bit(uint8_t *restrict qs, const uint8_t *restrict L);
+void qf_quant_pack_q3_k(qf_block_q3_k *restrict y, uint8_t *restrict L); /* L: 0..7, overwritten */
+void qf_quant_pack_q4_k(qf_block_q4_k *restrict y, const uint8_t *restrict L);
+void qf_quant_pack_q5_k(qf_block_q5_k *restrict y, const uint8_t *restrict L);
+void qf_quant_pack_q6_k(qf_block_q6_k *restrict y, const uint8_t *restrict L);
+
+/* ---------------------------------------------------------------------
+ * SIMD dispatch (quantize/quant.c)
+ *
+ * The row quantizers exist as the scalar reference (the functions below)
+ * and, on x86-64, as AVX2 and AVX-512 versions (quantize/quant_avx2.c,
+ * quantize/quant_avx512.c) that put independent groups of weights in the
+ * lanes of a vector, each lane doing its group's arithmetic in the scalar
+ * order, so every level gives the same bytes. The level is chosen once, by
+ * CPUID and XCR0 (the OS must save the YMM/ZMM state); QF_NO_SIMD=1 in the
+ * environment forces the scalar path.
+ * ------------------------------------------------------------------- */
+
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+#define QF_QUANT_X86 1
+#endif
+
+#define QF_SIMD_SCALAR 0
+#define QF_SIMD_AVX2 1
+#define QF_SIMD_AVX512 2
+
+/* The level qf_quant_rows uses now. */
+int qf_quant_simd_level(void);
+
+/* The highest level this CPU and OS support (ignoring QF_NO_SIMD). */
+int qf_quant_simd_max(void);
+
+/* For tests and benchmarks: use `level` (clamped to qf_quant_simd_max())
+ * from now on, in every thread; -1 returns to the automatic choice.
+ * Not meant to be called while other threads quantize. */
+void qf_quant_simd_set_level(int level);
+
+/* ---------------------------------------------------------------------
  * Per-type row functions. A "row" here is n elements (a multiple of the
  * type's block size) that ggml would quantize as one row: the weighted
  * legacy paths compute statistics over the whole row. `qw` is NULL or n
@@ -347,6 +434,22 @@ void qf_quant_row_q5_k(const float *x, void *y, int64_t n, const float *qw);
 void qf_quant_row_q6_k(const float *x, void *y, int64_t n, const float *qw);
 void qf_quant_row_iq4_nl(const float *x, void *y, int64_t n, const float *qw);
 void qf_quant_row_iq4_xs(const float *x, void *y, int64_t n, const float *qw);
+
+/* The SIMD versions (same contract and bytes; quant_avx2.c, quant_avx512.c).
+ * Types without one use the scalar function at every level. */
+#ifdef QF_QUANT_X86
+#define QF_QUANT_SIMD_ROWS(sfx)                                                                \
+    void qf_quant_row_q2_k_##sfx(const float *x, void *y, int64_t n, const float *qw);       \
+    void qf_quant_row_q3_k_##sfx(const float *x, void *y, int64_t n, const float *qw);       \
+    void qf_quant_row_q4_k_##sfx(const float *x, void *y, int64_t n, const float *qw);       \
+    void qf_quant_row_q5_k_##sfx(const float *x, void *y, int64_t n, const float *qw);       \
+    void qf_quant_row_q6_k_##sfx(const float *x, void *y, int64_t n, const float *qw);       \
+    void qf_quant_row_iq4_nl_##sfx(const float *x, void *y, int64_t n, const float *qw);     \
+    void qf_quant_row_iq4_xs_##sfx(const float *x, void *y, int64_t n, const float *qw);
+QF_QUANT_SIMD_ROWS(avx2)
+QF_QUANT_SIMD_ROWS(avx512)
+#undef QF_QUANT_SIMD_ROWS
+#endif
 
 void qf_quant_dequant_q4_0(const void *x, float *y, int64_t n);
 void qf_quant_dequant_q4_1(const void *x, float *y, int64_t n);

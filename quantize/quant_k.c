@@ -23,7 +23,7 @@
 #include "quantize/quant_impl.h"
 
 /* Pack four 2-bit level arrays of 32 into Q2_K/Q3_K's qs layout. */
-static void pack_2bit(uint8_t *qs, const uint8_t *L)
+void qf_quant_pack_2bit(uint8_t *restrict qs, const uint8_t *restrict L)
 {
     for (int j = 0; j < QK_K; j += 128)
         for (int l = 0; l < 32; ++l)
@@ -60,6 +60,40 @@ static void q2_k_requant(const float *x, qf_block_q2_k *y, uint8_t *L)
     }
 }
 
+/* Reference group scales and mins (16 each) to 4 bits against their
+ * maxima / 15: sets y's scales, d and dmin. */
+void qf_quant_q2_k_ref_scales(qf_block_q2_k *y, const float *scales, const float *mins)
+{
+    const float q4scale = 15.f;
+    float max_scale = 0;
+    float max_min = 0;
+    for (int j = 0; j < QK_K / 16; ++j) {
+        if (scales[j] > max_scale)
+            max_scale = scales[j];
+        if (mins[j] > max_min)
+            max_min = mins[j];
+    }
+    if (max_scale > 0) {
+        const float iscale = q4scale / max_scale;
+        for (int j = 0; j < QK_K / 16; ++j)
+            y->scales[j] = (uint8_t)nearest_int(iscale * scales[j]);
+        store_f16(y->d, max_scale / q4scale);
+    } else {
+        memset(y->scales, 0, sizeof y->scales);
+        store_f16(y->d, 0.f);
+    }
+    if (max_min > 0) {
+        const float iscale = q4scale / max_min;
+        for (int j = 0; j < QK_K / 16; ++j) {
+            const int l = nearest_int(iscale * mins[j]);
+            y->scales[j] = (uint8_t)(y->scales[j] | ((unsigned)l << 4));
+        }
+        store_f16(y->dmin, max_min / q4scale);
+    } else {
+        store_f16(y->dmin, 0.f);
+    }
+}
+
 /* Reference: each group of 16 by make_qkx2 (weights |x|, mean absolute
  * error), then scales and mins to 4 bits against their maxima / 15. */
 static void q2_k_ref(const float *x, qf_block_q2_k *y, int64_t nb)
@@ -69,43 +103,32 @@ static void q2_k_ref(const float *x, qf_block_q2_k *y, int64_t nb)
     float weights[16];
     float mins[QK_K / 16];
     float scales[QK_K / 16];
-    const float q4scale = 15.f;
 
     for (int64_t i = 0; i < nb; i++, x += QK_K) {
-        float max_scale = 0;
-        float max_min = 0;
         for (int j = 0; j < QK_K / 16; ++j) {
             for (int l = 0; l < 16; ++l)
                 weights[l] = fabsf(x[16 * j + l]);
             scales[j] = qf_quant_make_qkx2(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux,
                                            -0.5f, 0.1f, 15, 1);
-            if (scales[j] > max_scale)
-                max_scale = scales[j];
-            if (mins[j] > max_min)
-                max_min = mins[j];
         }
-        if (max_scale > 0) {
-            const float iscale = q4scale / max_scale;
-            for (int j = 0; j < QK_K / 16; ++j)
-                y[i].scales[j] = (uint8_t)nearest_int(iscale * scales[j]);
-            store_f16(y[i].d, max_scale / q4scale);
-        } else {
-            memset(y[i].scales, 0, sizeof y[i].scales);
-            store_f16(y[i].d, 0.f);
-        }
-        if (max_min > 0) {
-            const float iscale = q4scale / max_min;
-            for (int j = 0; j < QK_K / 16; ++j) {
-                const int l = nearest_int(iscale * mins[j]);
-                y[i].scales[j] = (uint8_t)(y[i].scales[j] | ((unsigned)l << 4));
-            }
-            store_f16(y[i].dmin, max_min / q4scale);
-        } else {
-            store_f16(y[i].dmin, 0.f);
-        }
+        qf_quant_q2_k_ref_scales(&y[i], scales, mins);
         q2_k_requant(x, &y[i], L);
-        pack_2bit(y[i].qs, L);
+        qf_quant_pack_2bit(y[i].qs, L);
     }
+}
+
+/* Weighted group scales and mins to 4 bits by make_qp, weighted by each
+ * group's weight sum sw: sets y's scales, d and dmin. */
+void qf_quant_q2_k_qp_scales(qf_block_q2_k *y, const float *scales, const float *mins,
+                             const float *sw)
+{
+    uint8_t Ls[QK_K / 16], Lm[QK_K / 16];
+    const float dm = qf_quant_make_qp(QK_K / 16, 15, scales, Ls, sw);
+    const float mm = qf_quant_make_qp(QK_K / 16, 15, mins, Lm, sw);
+    store_f16(y->d, dm);
+    store_f16(y->dmin, mm);
+    for (int j = 0; j < QK_K / 16; ++j)
+        y->scales[j] = (uint8_t)(Ls[j] | (Lm[j] << 4));
 }
 
 /* Weighted: weights qw * sqrt(sigma2 + x^2) with sigma2 the super-block's
@@ -119,7 +142,6 @@ static void q2_k_weighted(const float *x, qf_block_q2_k *y, int64_t nb, const fl
     float scales[QK_K / 16];
     float sw[QK_K / 16];
     float weight[16];
-    uint8_t Ls[QK_K / 16], Lm[QK_K / 16];
 
     for (int64_t i = 0; i < nb; i++, x += QK_K) {
         memset(sw, 0, sizeof sw);
@@ -133,14 +155,9 @@ static void q2_k_weighted(const float *x, qf_block_q2_k *y, int64_t nb, const fl
             scales[j] = qf_quant_make_qkx3(16, 3, x + 16 * j, weight, L + 16 * j, &mins[j], Laux,
                                            -0.9f, 0.05f, 36, 0);
         }
-        const float dm = qf_quant_make_qp(QK_K / 16, 15, scales, Ls, sw);
-        const float mm = qf_quant_make_qp(QK_K / 16, 15, mins, Lm, sw);
-        store_f16(y[i].d, dm);
-        store_f16(y[i].dmin, mm);
-        for (int j = 0; j < QK_K / 16; ++j)
-            y[i].scales[j] = (uint8_t)(Ls[j] | (Lm[j] << 4));
+        qf_quant_q2_k_qp_scales(&y[i], scales, mins, sw);
         q2_k_requant(x, &y[i], L);
-        pack_2bit(y[i].qs, L);
+        qf_quant_pack_2bit(y[i].qs, L);
     }
 }
 
@@ -181,24 +198,6 @@ void qf_quant_dequant_q2_k(const void *vx, float *y, int64_t n)
  * Q3_K
  * ------------------------------------------------------------------- */
 
-/* Store 6-bit group scale l (0..63) of group j into the 12 scale bytes
- * (which must start zeroed). */
-static void q3_k_put_scale(uint8_t *scales, int j, int l)
-{
-    if (j < 8)
-        scales[j] = (uint8_t)(l & 0xF);
-    else
-        scales[j - 8] = (uint8_t)(scales[j - 8] | ((l & 0xF) << 4));
-    scales[j % 4 + 8] = (uint8_t)(scales[j % 4 + 8] | ((l >> 4) << (2 * (j / 4))));
-}
-
-/* Signed group scale (-32..31) of group j. */
-static int q3_k_get_scale(const uint8_t *scales, int j)
-{
-    const int lo = j < 8 ? scales[j] & 0xF : scales[j - 8] >> 4;
-    return (lo | (((scales[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)) - 32;
-}
-
 /* Requantize levels 0..7 against the stored d and group scales, then split
  * them into hmask (high bit) and qs (low 2 bits). */
 static void q3_k_finish(const float *x, qf_block_q3_k *y, int8_t *L)
@@ -213,20 +212,52 @@ static void q3_k_finish(const float *x, qf_block_q3_k *y, int8_t *L)
             L[16 * j + ii] = (int8_t)(QF_MAX(-4, QF_MIN(3, l)) + 4);
         }
     }
-    memset(y->hmask, 0, sizeof y->hmask);
-    int m = 0;
-    uint8_t hm = 1;
-    for (int j = 0; j < QK_K; ++j) {
-        if (L[j] > 3) {
-            y->hmask[m] |= hm;
-            L[j] = (int8_t)(L[j] - 4);
-        }
-        if (++m == QK_K / 8) {
-            m = 0;
-            hm = (uint8_t)(hm << 1);
+    qf_quant_pack_q3_k(y, (uint8_t *)L);
+}
+
+/* Split levels 0..7 into hmask (high bit) and qs (low 2 bits); L is
+ * overwritten with the low bits. */
+void qf_quant_pack_q3_k(qf_block_q3_k *restrict y, uint8_t *restrict L)
+{
+    /* ggml tests L > 3 and subtracts 4; for levels 0..7 that is bit 2 and
+     * the low 2 bits (no branches: the bits are close to random) */
+    for (int m = 0; m < QK_K / 8; ++m) {
+        unsigned h = 0;
+        for (int b = 0; b < 8; ++b)
+            h |= (unsigned)((L[32 * b + m] >> 2) & 1) << b;
+        y->hmask[m] = (uint8_t)h;
+    }
+    for (int j = 0; j < QK_K; ++j)
+        L[j] &= 3;
+    qf_quant_pack_2bit(y->qs, L);
+}
+
+/* Reference group scales (16) to 6 bits against the scale of largest
+ * magnitude, -32/max: sets y's scales and d. */
+void qf_quant_q3_k_ref_scales(qf_block_q3_k *y, const float *scales)
+{
+    float max_scale = 0;
+    float amax = 0;
+    for (int j = 0; j < QK_K / 16; ++j) {
+        const float scale = fabsf(scales[j]);
+        if (scale > amax) {
+            amax = scale;
+            max_scale = scales[j];
         }
     }
-    pack_2bit(y->qs, (const uint8_t *)L);
+    memset(y->scales, 0, sizeof y->scales);
+    if (max_scale != 0.0f) {
+        const float iscale = -32.f / max_scale;
+        for (int j = 0; j < QK_K / 16; ++j) {
+            /* ggml narrows to int8_t before clamping */
+            int l = (int8_t)nearest_int(iscale * scales[j]);
+            l = QF_MAX(-32, QF_MIN(31, l)) + 32;
+            q3_k_put_scale(y->scales, j, l);
+        }
+        store_f16(y->d, 1 / iscale);
+    } else {
+        store_f16(y->d, 0.f);
+    }
 }
 
 /* Reference: groups by make_q3 (x^2 weights, coordinate descent), group
@@ -237,31 +268,23 @@ static void q3_k_ref(const float *x, qf_block_q3_k *y, int64_t nb)
     float scales[QK_K / 16];
 
     for (int64_t i = 0; i < nb; i++, x += QK_K) {
-        float max_scale = 0;
-        float amax = 0;
-        for (int j = 0; j < QK_K / 16; ++j) {
+        for (int j = 0; j < QK_K / 16; ++j)
             scales[j] = qf_quant_make_q3(16, 4, x + 16 * j, L + 16 * j);
-            const float scale = fabsf(scales[j]);
-            if (scale > amax) {
-                amax = scale;
-                max_scale = scales[j];
-            }
-        }
-        memset(y[i].scales, 0, sizeof y[i].scales);
-        if (max_scale != 0.0f) {
-            const float iscale = -32.f / max_scale;
-            for (int j = 0; j < QK_K / 16; ++j) {
-                /* ggml narrows to int8_t before clamping */
-                int l = (int8_t)nearest_int(iscale * scales[j]);
-                l = QF_MAX(-32, QF_MIN(31, l)) + 32;
-                q3_k_put_scale(y[i].scales, j, l);
-            }
-            store_f16(y[i].d, 1 / iscale);
-        } else {
-            store_f16(y[i].d, 0.f);
-        }
+        qf_quant_q3_k_ref_scales(&y[i], scales);
         q3_k_finish(x, &y[i], L);
     }
+}
+
+/* Weighted group scales (16) to 6 bits by make_qx with 32 levels each
+ * side, weighted by each group's weight sum sw: sets y's scales and d. */
+void qf_quant_q3_k_qx_scales(qf_block_q3_k *y, const float *scales, const float *sw)
+{
+    int8_t Ls[QK_K / 16];
+    memset(y->scales, 0, sizeof y->scales);
+    const float d_block = qf_quant_make_qx(QK_K / 16, 32, scales, Ls, 1, sw);
+    for (int j = 0; j < QK_K / 16; ++j)
+        q3_k_put_scale(y->scales, j, Ls[j]);
+    store_f16(y->d, d_block);
 }
 
 /* Weighted: weights qw * sqrt(2*mean square + x^2); groups by make_qx
@@ -273,7 +296,6 @@ static void q3_k_weighted(const float *x, qf_block_q3_k *y, int64_t nb, const fl
     float scales[QK_K / 16];
     float weight[16];
     float sw[QK_K / 16];
-    int8_t Ls[QK_K / 16];
 
     for (int64_t i = 0; i < nb; i++, x += QK_K) {
         const float sigma2 = 2 * sum_sq(x, QK_K) / QK_K;
@@ -287,11 +309,7 @@ static void q3_k_weighted(const float *x, qf_block_q3_k *y, int64_t nb, const fl
             sw[j] = sumw;
             scales[j] = qf_quant_make_qx(16, 4, x + 16 * j, L + 16 * j, 1, weight);
         }
-        memset(y[i].scales, 0, sizeof y[i].scales);
-        const float d_block = qf_quant_make_qx(QK_K / 16, 32, scales, Ls, 1, sw);
-        for (int j = 0; j < QK_K / 16; ++j)
-            q3_k_put_scale(y[i].scales, j, Ls[j]);
-        store_f16(y[i].d, d_block);
+        qf_quant_q3_k_qx_scales(&y[i], scales, sw);
         q3_k_finish(x, &y[i], L);
     }
 }
@@ -345,18 +363,6 @@ static void k4_put(uint8_t *scales, int j, uint8_t ls, uint8_t lm)
     }
 }
 
-/* ggml's get_scale_min_k4. */
-static void k4_get(const uint8_t *q, int j, uint8_t *d, uint8_t *m)
-{
-    if (j < 4) {
-        *d = q[j] & 63;
-        *m = q[j + 4] & 63;
-    } else {
-        *d = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
-        *m = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
-    }
-}
-
 /* Group fit of the reference path: weights av_x + |x| with av_x the
  * group's RMS, make_qkx2 with squared error. */
 static float qk_ref_group(const float *x, int nmax, uint8_t *L, float *min, float rmin,
@@ -372,7 +378,7 @@ static float qk_ref_group(const float *x, int nmax, uint8_t *L, float *min, floa
 
 /* Reference scales: 6 bits against max/63 each; ggml narrows the rounded
  * value to uint8_t before clamping to 63. */
-static void qk_ref_scales(uint8_t *packed, uint8_t d[2], uint8_t dmin[2], const float *scales,
+void qf_quant_k4_ref_scales(uint8_t *packed, uint8_t d[2], uint8_t dmin[2], const float *scales,
                           const float *mins)
 {
     float max_scale = 0, max_min = 0;
@@ -404,7 +410,6 @@ static void qk_weighted_scales(const float *x, const float *qw, int nmax, int cl
                                uint8_t *L, uint8_t *packed, uint8_t d[2], uint8_t dmin[2])
 {
     uint8_t Laux[32];
-    uint8_t Ls[QK_K / 32], Lm[QK_K / 32];
     float weights[32];
     float sw[QK_K / 32];
     float mins[QK_K / 32];
@@ -422,6 +427,15 @@ static void qk_weighted_scales(const float *x, const float *qw, int nmax, int cl
         scales[j] = qf_quant_make_qkx3(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux,
                                        -0.9f, 0.05f, 36, 0);
     }
+    qf_quant_k4_qp_scales(packed, d, dmin, scales, mins, sw, clamp63);
+}
+
+/* Weighted scales and mins (8 each) to 6 bits by make_qp against 63
+ * levels, weighted by the group weight sums sw; clamp63 as above. */
+void qf_quant_k4_qp_scales(uint8_t *packed, uint8_t d[2], uint8_t dmin[2], const float *scales,
+                           const float *mins, const float *sw, int clamp63)
+{
+    uint8_t Ls[QK_K / 32], Lm[QK_K / 32];
     const float d_block = qf_quant_make_qp(QK_K / 32, 63, scales, Ls, sw);
     const float m_block = qf_quant_make_qp(QK_K / 32, 63, mins, Lm, sw);
     for (int j = 0; j < QK_K / 32; ++j) {
@@ -454,7 +468,7 @@ static void qk_requant(const float *x, const uint8_t *packed, const uint8_t d16[
     }
 }
 
-static void q4_k_pack(qf_block_q4_k *y, const uint8_t *L)
+void qf_quant_pack_q4_k(qf_block_q4_k *restrict y, const uint8_t *restrict L)
 {
     uint8_t *q = y->qs;
     for (int j = 0; j < QK_K; j += 64, q += 32)
@@ -476,10 +490,10 @@ void qf_quant_row_q4_k(const float *x, void *vy, int64_t n, const float *qw)
         } else {
             for (int j = 0; j < QK_K / 32; ++j)
                 scales[j] = qk_ref_group(x + 32 * j, 15, L + 32 * j, &mins[j], -1.f, 0.1f, 20);
-            qk_ref_scales(y[i].scales, y[i].d, y[i].dmin, scales, mins);
+            qf_quant_k4_ref_scales(y[i].scales, y[i].d, y[i].dmin, scales, mins);
         }
         qk_requant(x, y[i].scales, y[i].d, y[i].dmin, 15, L);
-        q4_k_pack(&y[i], L);
+        qf_quant_pack_q4_k(&y[i], L);
     }
 }
 
@@ -507,30 +521,22 @@ void qf_quant_dequant_q4_k(const void *vx, float *y, int64_t n)
     }
 }
 
-static void q5_k_pack(qf_block_q5_k *y, const uint8_t *L)
+void qf_quant_pack_q5_k(qf_block_q5_k *restrict y, const uint8_t *restrict L)
 {
-    uint8_t *qh = y->qh;
-    uint8_t *ql = y->qs;
-    memset(qh, 0, QK_K / 8);
-    uint8_t m1 = 1, m2 = 2;
-    for (int c = 0; c < QK_K; c += 64) {
-        for (int j = 0; j < 32; ++j) {
-            int l1 = L[c + j];
-            if (l1 > 15) {
-                l1 -= 16;
-                qh[j] |= m1;
-            }
-            int l2 = L[c + j + 32];
-            if (l2 > 15) {
-                l2 -= 16;
-                qh[j] |= m2;
-            }
-            ql[j] = (uint8_t)(l1 | (l2 << 4));
+    /* ggml tests l > 15 and subtracts 16; for levels 0..31 that is bit 4
+     * and the low 4 bits (no branches: the bits are close to random) */
+    for (int j = 0; j < 32; ++j) {
+        unsigned h = 0;
+        for (int c = 0; c < 4; ++c) {
+            h |= (unsigned)((L[64 * c + j] >> 4) & 1) << (2 * c);
+            h |= (unsigned)((L[64 * c + 32 + j] >> 4) & 1) << (2 * c + 1);
         }
-        m1 = (uint8_t)(m1 << 2);
-        m2 = (uint8_t)(m2 << 2);
-        ql += 32;
+        y->qh[j] = (uint8_t)h;
     }
+    for (int c = 0; c < 4; ++c)
+        for (int j = 0; j < 32; ++j)
+            y->qs[32 * c + j] =
+                (uint8_t)((L[64 * c + j] & 0xF) | ((L[64 * c + 32 + j] & 0xF) << 4));
 }
 
 void qf_quant_row_q5_k(const float *x, void *vy, int64_t n, const float *qw)
@@ -544,10 +550,10 @@ void qf_quant_row_q5_k(const float *x, void *vy, int64_t n, const float *qw)
         } else {
             for (int j = 0; j < QK_K / 32; ++j)
                 scales[j] = qk_ref_group(x + 32 * j, 31, L + 32 * j, &mins[j], -0.5f, 0.1f, 15);
-            qk_ref_scales(y[i].scales, y[i].d, y[i].dmin, scales, mins);
+            qf_quant_k4_ref_scales(y[i].scales, y[i].d, y[i].dmin, scales, mins);
         }
         qk_requant(x, y[i].scales, y[i].d, y[i].dmin, 31, L);
-        q5_k_pack(&y[i], L);
+        qf_quant_pack_q5_k(&y[i], L);
     }
 }
 
@@ -583,6 +589,49 @@ void qf_quant_dequant_q5_k(const void *vx, float *y, int64_t n)
  * Q6_K
  * ------------------------------------------------------------------- */
 
+/* Group scales (16) to int8 against -128/max: sets y's scales and d and
+ * returns 1; or, when every group scale is below GROUP_MAX_EPS, writes an
+ * all-zero block and returns 0 (nothing left to do). */
+int qf_quant_q6_k_scales(qf_block_q6_k *y, const float *scales)
+{
+    float max_scale = 0;
+    float max_abs_scale = 0;
+    for (int ib = 0; ib < QK_K / 16; ++ib) {
+        const float abs_scale = fabsf(scales[ib]);
+        if (abs_scale > max_abs_scale) {
+            max_abs_scale = abs_scale;
+            max_scale = scales[ib];
+        }
+    }
+    if (max_abs_scale < GROUP_MAX_EPS) {
+        memset(y, 0, sizeof *y);
+        store_f16(y->d, 0.f);
+        return 0;
+    }
+    const float iscale = -128.f / max_scale;
+    store_f16(y->d, 1 / iscale);
+    for (int ib = 0; ib < QK_K / 16; ++ib)
+        y->scales[ib] = (int8_t)QF_MIN(127, nearest_int(iscale * scales[ib]));
+    return 1;
+}
+
+/* Levels 0..63 into ql (low 4 bits) and qh (high 2 bits). */
+void qf_quant_pack_q6_k(qf_block_q6_k *restrict y, const uint8_t *restrict L)
+{
+    /* three plain loops per half, so that the compiler vectorizes them */
+    for (int h = 0; h < 2; ++h) {
+        const uint8_t *Lh = L + 128 * h;
+        uint8_t *ql = y->ql + 64 * h, *qh = y->qh + 32 * h;
+        for (int l = 0; l < 32; ++l)
+            ql[l] = (uint8_t)((Lh[l] & 0xF) | ((Lh[l + 64] & 0xF) << 4));
+        for (int l = 0; l < 32; ++l)
+            ql[l + 32] = (uint8_t)((Lh[l + 32] & 0xF) | ((Lh[l + 96] & 0xF) << 4));
+        for (int l = 0; l < 32; ++l)
+            qh[l] = (uint8_t)((Lh[l] >> 4) | ((Lh[l + 32] >> 4) << 2) | ((Lh[l + 64] >> 4) << 4) |
+                              ((Lh[l + 96] >> 4) << 6));
+    }
+}
+
 /* Both paths: groups of 16 by make_qx (32 levels each side; weights x^2,
  * or the raw importance weights: ggml's _impl passes qw unchanged here),
  * int8 group scales against -128/max, then requantize. An all-tiny
@@ -594,27 +643,12 @@ void qf_quant_row_q6_k(const float *x, void *vy, int64_t n, const float *qw)
     float scales[QK_K / 16];
 
     for (int64_t i = 0; i < n / QK_K; i++, x += QK_K) {
-        float max_scale = 0;
-        float max_abs_scale = 0;
         for (int ib = 0; ib < QK_K / 16; ++ib) {
             const float *w = qw ? qw + QK_K * i + 16 * ib : NULL;
-            const float scale = qf_quant_make_qx(16, 32, x + 16 * ib, L + 16 * ib, 1, w);
-            scales[ib] = scale;
-            const float abs_scale = fabsf(scale);
-            if (abs_scale > max_abs_scale) {
-                max_abs_scale = abs_scale;
-                max_scale = scale;
-            }
+            scales[ib] = qf_quant_make_qx(16, 32, x + 16 * ib, L + 16 * ib, 1, w);
         }
-        if (max_abs_scale < GROUP_MAX_EPS) {
-            memset(&y[i], 0, sizeof y[i]);
-            store_f16(y[i].d, 0.f);
+        if (!qf_quant_q6_k_scales(&y[i], scales))
             continue;
-        }
-        const float iscale = -128.f / max_scale;
-        store_f16(y[i].d, 1 / iscale);
-        for (int ib = 0; ib < QK_K / 16; ++ib)
-            y[i].scales[ib] = (int8_t)QF_MIN(127, nearest_int(iscale * scales[ib]));
 
         const float dall = load_f16(y[i].d);
         for (int j = 0; j < QK_K / 16; ++j) {
@@ -627,22 +661,7 @@ void qf_quant_row_q6_k(const float *x, void *vy, int64_t n, const float *qw)
             }
         }
 
-        uint8_t *ql = y[i].ql;
-        uint8_t *qh = y[i].qh;
-        for (int j = 0; j < QK_K; j += 128) {
-            for (int l = 0; l < 32; ++l) {
-                const uint8_t q1 = L[j + l + 0] & 0xF;
-                const uint8_t q2 = L[j + l + 32] & 0xF;
-                const uint8_t q3 = L[j + l + 64] & 0xF;
-                const uint8_t q4 = L[j + l + 96] & 0xF;
-                ql[l + 0] = (uint8_t)(q1 | (q3 << 4));
-                ql[l + 32] = (uint8_t)(q2 | (q4 << 4));
-                qh[l] = (uint8_t)((L[j + l] >> 4) | ((L[j + l + 32] >> 4) << 2) |
-                                  ((L[j + l + 64] >> 4) << 4) | ((L[j + l + 96] >> 4) << 6));
-            }
-            ql += 64;
-            qh += 32;
-        }
+        qf_quant_pack_q6_k(&y[i], (const uint8_t *)L);
     }
 }
 

@@ -1,8 +1,9 @@
 #!/bin/sh
 # make demo: the main job on the model bundled in fixtures/ (stories260K, a
 # real trained LLaMA in Hugging Face layout): convert it, check the result
-# against llama.cpp's own converter byte for byte, and show the checksums
-# that let anyone verify the file later.
+# against llama.cpp's own converter byte for byte, show the checksums that
+# let anyone verify the file later, and quantize it to Q4_K_M in one pass,
+# byte for byte as llama-quantize does.
 set -e
 BUILD=${1:-build}
 BIN="$BUILD/bin"
@@ -36,3 +37,14 @@ step "a flipped byte is caught and named"
 cp "$OUT/stories260K-f16.gguf" "$OUT/copy.gguf"
 printf '\377' | dd of="$OUT/copy.gguf" bs=1 seek=300000 conv=notrunc 2>/dev/null
 "$BIN/qforge" sum -q --check "$OUT/stories260K-f16.gguf.sha256" "$OUT/copy.gguf" || echo "(exit status $?: mismatch reported)"
+
+step "qforge quantize $MODEL stories260K-Q4_K_M.gguf Q4_K_M   (one pass from the HF folder)"
+"$BIN/qforge" quantize "$MODEL" "$OUT/stories260K-Q4_K_M.gguf" Q4_K_M
+
+step "same bytes as llama.cpp's llama-quantize (fixtures/gguf/stories260K-Q4_K_M.gguf)?"
+if cmp -s "$OUT/stories260K-Q4_K_M.gguf" fixtures/gguf/stories260K-Q4_K_M.gguf; then
+    echo "yes: byte-identical, $(wc -c < "$OUT/stories260K-Q4_K_M.gguf") bytes"
+else
+    echo "NO: the files differ" >&2
+    exit 1
+fi

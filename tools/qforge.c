@@ -18,6 +18,9 @@ static const struct {
 } verbs[] = {
     { "inspect", "list a GGUF or safetensors model: metadata, tensors, sizes" },
     { "sum", "SHA-256 of every tensor (llama-gguf-hash manifests), and --check" },
+    { "tokenize", "text to token ids with a model's tokenizer, as llama-tokenize" },
+    { "quantize", "quantize a GGUF or HF folder to llama.cpp's types and mixes (Q4_K_M, ...)" },
+    { "verify", "perplexity of a model, or its KL divergence from a reference (llama-perplexity)" },
 };
 
 static void usage(FILE *f)

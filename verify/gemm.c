@@ -85,12 +85,26 @@ void qf_gemm_mat_get_row(const qf_gemm_mat *m, int64_t row, float *dst)
 }
 
 /* =====================================================================
- * Micro-kernels: y[r][c] = sum_k xp[k][r] * wp[k][c] for r < mr, c < nr.
- *   xp: K x MR (a packed block of X), wp: K x NR (one weight panel).
+ * Micro-kernels: for r < mr, c < nr,
+ *     y[r][c] = (acc ? y[r][c] : 0) + sum over k < kc of xp[k][r] * wp[k][c]
+ * with xp: kc x MR (part of a packed block of X) and wp: kc x NR (part of a
+ * weight panel). A product of K columns is one call per k-block, each
+ * continuing the previous one's sums from y: the order of every sum stays
+ * k = 0, 1, ..., K-1.
  * ===================================================================== */
 
-typedef void (*kernel_fn)(const float *xp, const float *wp, int64_t K, float *y, int64_t ldy,
-                          int mr, int nr);
+typedef void (*kernel_fn)(const float *xp, const float *wp, int64_t kc, float *y, int64_t ldy,
+                          int mr, int nr, int acc);
+
+/* The tile as it stands in y (valid part; zeros elsewhere), or zeros. */
+static void load_tile(float *tile, const float *y, int64_t ldy, int mr, int nr, int acc)
+{
+    int r;
+    memset(tile, 0, MR * NR * sizeof(float));
+    if (acc)
+        for (r = 0; r < mr; r++)
+            memcpy(tile + r * NR, y + r * ldy, (size_t)nr * sizeof(float));
+}
 
 static void store_tile(const float *tile, float *y, int64_t ldy, int mr, int nr)
 {
@@ -99,24 +113,24 @@ static void store_tile(const float *tile, float *y, int64_t ldy, int mr, int nr)
         memcpy(y + r * ldy, tile + r * NR, (size_t)nr * sizeof(float));
 }
 
-static void kernel_generic(const float *xp, const float *wp, int64_t K, float *y, int64_t ldy,
-                           int mr, int nr)
+static void kernel_generic(const float *xp, const float *wp, int64_t kc, float *y, int64_t ldy,
+                           int mr, int nr, int acc)
 {
-    float acc[MR * NR];
+    float t[MR * NR];
     int64_t k;
     int r, c;
 
-    memset(acc, 0, sizeof acc);
-    for (k = 0; k < K; k++) {
+    load_tile(t, y, ldy, mr, nr, acc);
+    for (k = 0; k < kc; k++) {
         const float *xk = xp + k * MR, *wk = wp + k * NR;
         for (r = 0; r < MR; r++) {
             float xv = xk[r];
-            float *a = acc + r * NR;
+            float *a = t + r * NR;
             for (c = 0; c < NR; c++)
                 a[c] = a[c] + xv * wk[c];
         }
     }
-    store_tile(acc, y, ldy, mr, nr);
+    store_tile(t, y, ldy, mr, nr);
 }
 
 static void axpy_generic(float *y, float a, const float *x, int64_t n)
@@ -129,23 +143,25 @@ static void axpy_generic(float *y, float a, const float *x, int64_t n)
 #ifdef QF_X86
 
 __attribute__((target("avx2"))) static void kernel_avx2(const float *xp, const float *wp,
-                                                        int64_t K, float *y, int64_t ldy, int mr,
-                                                        int nr)
+                                                        int64_t kc, float *y, int64_t ldy, int mr,
+                                                        int nr, int acc)
 {
     /* 16 ymm registers: the 8 x 32 tile is done as four 4 x 16 quarters,
-     * 8 accumulators each. */
-    float tile[MR * NR];
+     * 8 accumulators each, through a tile buffer. */
+    float t[MR * NR];
     int rh, ch;
 
+    load_tile(t, y, ldy, mr, nr, acc);
     for (rh = 0; rh < MR; rh += 4) {
         for (ch = 0; ch < NR; ch += 16) {
-            __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
-            __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
-            __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
-            __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
+            float *t0 = t + rh * NR + ch;
+            __m256 c00 = _mm256_loadu_ps(t0), c01 = _mm256_loadu_ps(t0 + 8);
+            __m256 c10 = _mm256_loadu_ps(t0 + NR), c11 = _mm256_loadu_ps(t0 + NR + 8);
+            __m256 c20 = _mm256_loadu_ps(t0 + 2 * NR), c21 = _mm256_loadu_ps(t0 + 2 * NR + 8);
+            __m256 c30 = _mm256_loadu_ps(t0 + 3 * NR), c31 = _mm256_loadu_ps(t0 + 3 * NR + 8);
             const float *xk = xp + rh, *wk = wp + ch;
             int64_t k;
-            for (k = 0; k < K; k++, xk += MR, wk += NR) {
+            for (k = 0; k < kc; k++, xk += MR, wk += NR) {
                 __m256 w0 = _mm256_loadu_ps(wk), w1 = _mm256_loadu_ps(wk + 8), x;
                 x = _mm256_broadcast_ss(xk + 0);
                 c00 = _mm256_add_ps(c00, _mm256_mul_ps(x, w0));
@@ -160,17 +176,13 @@ __attribute__((target("avx2"))) static void kernel_avx2(const float *xp, const f
                 c30 = _mm256_add_ps(c30, _mm256_mul_ps(x, w0));
                 c31 = _mm256_add_ps(c31, _mm256_mul_ps(x, w1));
             }
-            _mm256_storeu_ps(tile + (rh + 0) * NR + ch, c00);
-            _mm256_storeu_ps(tile + (rh + 0) * NR + ch + 8, c01);
-            _mm256_storeu_ps(tile + (rh + 1) * NR + ch, c10);
-            _mm256_storeu_ps(tile + (rh + 1) * NR + ch + 8, c11);
-            _mm256_storeu_ps(tile + (rh + 2) * NR + ch, c20);
-            _mm256_storeu_ps(tile + (rh + 2) * NR + ch + 8, c21);
-            _mm256_storeu_ps(tile + (rh + 3) * NR + ch, c30);
-            _mm256_storeu_ps(tile + (rh + 3) * NR + ch + 8, c31);
+            _mm256_storeu_ps(t0, c00), _mm256_storeu_ps(t0 + 8, c01);
+            _mm256_storeu_ps(t0 + NR, c10), _mm256_storeu_ps(t0 + NR + 8, c11);
+            _mm256_storeu_ps(t0 + 2 * NR, c20), _mm256_storeu_ps(t0 + 2 * NR + 8, c21);
+            _mm256_storeu_ps(t0 + 3 * NR, c30), _mm256_storeu_ps(t0 + 3 * NR + 8, c31);
         }
     }
-    store_tile(tile, y, ldy, mr, nr);
+    store_tile(t, y, ldy, mr, nr);
 }
 
 __attribute__((target("avx2"))) static void axpy_avx2(float *y, float a, const float *x,
@@ -189,47 +201,38 @@ __attribute__((target("avx2"))) static void axpy_avx2(float *y, float a, const f
     x = _mm512_set1_ps(xk[r]);                                                                    \
     c##r##0 = _mm512_add_ps(c##r##0, _mm512_mul_ps(x, w0));                                       \
     c##r##1 = _mm512_add_ps(c##r##1, _mm512_mul_ps(x, w1));
+#define LD2(r) c##r##0 = _mm512_loadu_ps(c + r * ldc), c##r##1 = _mm512_loadu_ps(c + r * ldc + 16);
+#define ST2(r) _mm512_storeu_ps(c + r * ldc, c##r##0), _mm512_storeu_ps(c + r * ldc + 16, c##r##1);
 
 __attribute__((target("avx512f"))) static void kernel_avx512(const float *xp, const float *wp,
-                                                             int64_t K, float *y, int64_t ldy,
-                                                             int mr, int nr)
+                                                             int64_t kc, float *y, int64_t ldy,
+                                                             int mr, int nr, int acc)
 {
-    __m512 c00 = _mm512_setzero_ps(), c01 = _mm512_setzero_ps();
-    __m512 c10 = _mm512_setzero_ps(), c11 = _mm512_setzero_ps();
-    __m512 c20 = _mm512_setzero_ps(), c21 = _mm512_setzero_ps();
-    __m512 c30 = _mm512_setzero_ps(), c31 = _mm512_setzero_ps();
-    __m512 c40 = _mm512_setzero_ps(), c41 = _mm512_setzero_ps();
-    __m512 c50 = _mm512_setzero_ps(), c51 = _mm512_setzero_ps();
-    __m512 c60 = _mm512_setzero_ps(), c61 = _mm512_setzero_ps();
-    __m512 c70 = _mm512_setzero_ps(), c71 = _mm512_setzero_ps();
+    __m512 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51, c60, c61, c70, c71;
+    float t[MR * NR], *c = y;
+    int64_t ldc = ldy, k;
     const float *xk = xp, *wk = wp;
-    int64_t k;
+    int full = mr == MR && nr == NR;
 
-    for (k = 0; k < K; k++, xk += MR, wk += NR) {
+    if (!full) { /* partial tile: work in a buffer */
+        load_tile(t, y, ldy, mr, nr, acc);
+        c = t;
+        ldc = NR;
+        acc = 1;
+    }
+    if (acc) {
+        LD2(0) LD2(1) LD2(2) LD2(3) LD2(4) LD2(5) LD2(6) LD2(7)
+    } else {
+        c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = _mm512_setzero_ps();
+        c40 = c41 = c50 = c51 = c60 = c61 = c70 = c71 = _mm512_setzero_ps();
+    }
+    for (k = 0; k < kc; k++, xk += MR, wk += NR) {
         __m512 w0 = _mm512_loadu_ps(wk), w1 = _mm512_loadu_ps(wk + 16), x;
         ACC2(0) ACC2(1) ACC2(2) ACC2(3) ACC2(4) ACC2(5) ACC2(6) ACC2(7)
     }
-    if (mr == MR && nr == NR) {
-        _mm512_storeu_ps(y + 0 * ldy, c00), _mm512_storeu_ps(y + 0 * ldy + 16, c01);
-        _mm512_storeu_ps(y + 1 * ldy, c10), _mm512_storeu_ps(y + 1 * ldy + 16, c11);
-        _mm512_storeu_ps(y + 2 * ldy, c20), _mm512_storeu_ps(y + 2 * ldy + 16, c21);
-        _mm512_storeu_ps(y + 3 * ldy, c30), _mm512_storeu_ps(y + 3 * ldy + 16, c31);
-        _mm512_storeu_ps(y + 4 * ldy, c40), _mm512_storeu_ps(y + 4 * ldy + 16, c41);
-        _mm512_storeu_ps(y + 5 * ldy, c50), _mm512_storeu_ps(y + 5 * ldy + 16, c51);
-        _mm512_storeu_ps(y + 6 * ldy, c60), _mm512_storeu_ps(y + 6 * ldy + 16, c61);
-        _mm512_storeu_ps(y + 7 * ldy, c70), _mm512_storeu_ps(y + 7 * ldy + 16, c71);
-    } else {
-        float tile[MR * NR];
-        _mm512_storeu_ps(tile + 0 * NR, c00), _mm512_storeu_ps(tile + 0 * NR + 16, c01);
-        _mm512_storeu_ps(tile + 1 * NR, c10), _mm512_storeu_ps(tile + 1 * NR + 16, c11);
-        _mm512_storeu_ps(tile + 2 * NR, c20), _mm512_storeu_ps(tile + 2 * NR + 16, c21);
-        _mm512_storeu_ps(tile + 3 * NR, c30), _mm512_storeu_ps(tile + 3 * NR + 16, c31);
-        _mm512_storeu_ps(tile + 4 * NR, c40), _mm512_storeu_ps(tile + 4 * NR + 16, c41);
-        _mm512_storeu_ps(tile + 5 * NR, c50), _mm512_storeu_ps(tile + 5 * NR + 16, c51);
-        _mm512_storeu_ps(tile + 6 * NR, c60), _mm512_storeu_ps(tile + 6 * NR + 16, c61);
-        _mm512_storeu_ps(tile + 7 * NR, c70), _mm512_storeu_ps(tile + 7 * NR + 16, c71);
-        store_tile(tile, y, ldy, mr, nr);
-    }
+    ST2(0) ST2(1) ST2(2) ST2(3) ST2(4) ST2(5) ST2(6) ST2(7)
+    if (!full)
+        store_tile(t, y, ldy, mr, nr);
 }
 
 __attribute__((target("avx512f"))) static void axpy_avx512(float *y, float a, const float *x,
@@ -319,10 +322,14 @@ void qf_gemm_axpy(float *y, float a, const float *x, int64_t n)
 }
 
 /* =====================================================================
- * Driver: X is packed into blocks of MR rows (K x MR each, zero rows past
- * n_tok); threads take whole weight panels and run every block over them,
- * so a panel is read from memory once and then served from cache.
+ * Driver. X is packed into blocks of MR rows (K x MR each, zero rows past
+ * n_tok). Threads take runs of whole weight panels; within a run the loop
+ * is k-block, panel, token block, so a KC x NR slice of a panel (32 KiB)
+ * sits in L1 while every token block passes over it, and the KC-deep slab
+ * of X is reused from L2 across the run's panels.
  * ===================================================================== */
+
+#define KC 256
 
 typedef struct {
     const qf_gemm_mat *w;
@@ -336,14 +343,47 @@ typedef struct {
 static int gemm_panels(void *ctx, int64_t begin, int64_t end, int worker)
 {
     const gemm_job *j = ctx;
-    int64_t K = j->w->n_in, p, b;
+    int64_t K = j->w->n_in, p, b, k0;
     (void)worker;
-    for (p = begin; p < end; p++) {
-        const float *wp = j->w->data + p * K * NR;
-        int nr = (int)(j->w->n_out - p * NR < NR ? j->w->n_out - p * NR : NR);
-        for (b = 0; b < j->n_blk; b++) {
-            int mr = (int)(j->n_tok - b * MR < MR ? j->n_tok - b * MR : MR);
-            j->kern(j->xp + b * K * MR, wp, K, j->y + b * MR * j->ldy + p * NR, j->ldy, mr, nr);
+    for (k0 = 0; k0 < K; k0 += KC) {
+        int64_t kc = K - k0 < KC ? K - k0 : KC;
+        for (p = begin; p < end; p++) {
+            const float *wp = j->w->data + (p * K + k0) * NR;
+            int nr = (int)(j->w->n_out - p * NR < NR ? j->w->n_out - p * NR : NR);
+            for (b = 0; b < j->n_blk; b++) {
+                int mr = (int)(j->n_tok - b * MR < MR ? j->n_tok - b * MR : MR);
+                j->kern(j->xp + (b * K + k0) * MR, wp, kc, j->y + b * MR * j->ldy + p * NR,
+                        j->ldy, mr, nr, k0 > 0);
+            }
+        }
+    }
+    return 0;
+}
+
+typedef struct {
+    const float *x;
+    int64_t ldx, n_tok, K;
+    float *xp;
+} pack_job;
+
+static int pack_blocks(void *ctx, int64_t begin, int64_t end, int worker)
+{
+    const pack_job *j = ctx;
+    int64_t b, k;
+    int r;
+    (void)worker;
+    for (b = begin; b < end; b++) {
+        float *dst = j->xp + b * j->K * MR;
+        for (r = 0; r < MR; r++) {
+            int64_t t = b * MR + r;
+            if (t < j->n_tok) {
+                const float *src = j->x + t * j->ldx;
+                for (k = 0; k < j->K; k++)
+                    dst[k * MR + r] = src[k];
+            } else {
+                for (k = 0; k < j->K; k++)
+                    dst[k * MR + r] = 0.0f;
+            }
         }
     }
     return 0;
@@ -352,9 +392,9 @@ static int gemm_panels(void *ctx, int64_t begin, int64_t end, int worker)
 int qf_gemm(const qf_gemm_mat *w, const float *x, int64_t ldx, int64_t n_tok, float *y,
             int64_t ldy, int n_threads, qf_err *err)
 {
-    int64_t K = w->n_in, n_blk = (n_tok + MR - 1) / MR, np = n_panels(w->n_out), b, k;
+    int64_t K = w->n_in, n_blk = (n_tok + MR - 1) / MR, np = n_panels(w->n_out), chunk;
     size_t bytes;
-    float *xp;
+    pack_job pj;
     gemm_job j;
     int rc;
 
@@ -362,35 +402,27 @@ int qf_gemm(const qf_gemm_mat *w, const float *x, int64_t ldx, int64_t n_tok, fl
         return 0;
     if (!isa_now)
         qf_gemm_isa();
+    if (n_threads < 1)
+        n_threads = 1;
     bytes = ((size_t)n_blk * (size_t)K * MR * sizeof(float) + 63) & ~(size_t)63;
-    if (!(xp = aligned_alloc(64, bytes)))
+    if (!(pj.xp = aligned_alloc(64, bytes)))
         return qf_err_set(err, QF_ENOMEM, "out of memory (a batch of %lld x %lld)",
                           (long long)n_tok, (long long)K);
-    for (b = 0; b < n_blk; b++) {
-        float *dst = xp + b * K * MR;
-        int r;
-        for (r = 0; r < MR; r++) {
-            int64_t t = b * MR + r;
-            if (t < n_tok) {
-                const float *src = x + t * ldx;
-                for (k = 0; k < K; k++)
-                    dst[k * MR + r] = src[k];
-            } else {
-                for (k = 0; k < K; k++)
-                    dst[k * MR + r] = 0.0f;
-            }
-        }
-    }
+    pj.x = x;
+    pj.ldx = ldx;
+    pj.n_tok = n_tok;
+    pj.K = K;
+    qf_parallel_for(n_threads, n_blk, 4, pack_blocks, &pj);
     j.w = w;
-    j.xp = xp;
+    j.xp = pj.xp;
     j.n_tok = n_tok;
     j.n_blk = n_blk;
     j.y = y;
     j.ldy = ldy;
     j.kern = kernel_now;
-    /* Chunks of panels: small enough to balance, large enough to amortize. */
-    rc = qf_parallel_for(n_threads, np, np / (4 * (n_threads > 0 ? n_threads : 1)) + 1,
-                         gemm_panels, &j);
-    free(xp);
+    /* Runs of panels: a few per thread, to balance without losing reuse. */
+    chunk = (np + 4 * n_threads - 1) / (4 * n_threads);
+    rc = qf_parallel_for(n_threads, np, chunk, gemm_panels, &j);
+    free(pj.xp);
     return rc;
 }

@@ -1,0 +1,132 @@
+/*
+ * convert/quantize_model.h - a model (a GGUF file or a Hugging Face folder,
+ * convert/source.h) to a quantized GGUF, written as llama-quantize b4747
+ * writes it, streamed in bounded memory.
+ *
+ * The output, piece by piece:
+ *
+ *   metadata   the source's pairs in order, then general.quantization_version
+ *              = 2 and general.file_type = the mix's ftype (setting a key that
+ *              exists moves it to the end, so file_type ends up last); the
+ *              split.* keys removed; with an importance matrix, then
+ *              quantize.imatrix.file (the path as given), .dataset (if the
+ *              file names one), .entries_count (INT32) and .chunks_count
+ *              (INT32, if > 0). Strings are cut to 127 bytes as llama.cpp's
+ *              override buffers cut them (at a UTF-8 boundary).
+ *   order      tensors outside blocks first, sorted by name, then blk.0,
+ *              blk.1, ... in numeric order, each block sorted by name
+ *              (llama.cpp's weights map order).
+ *   types      quantize/mix.h, tensor by tensor.
+ *   data       each converted tensor read as F32 rows from the source,
+ *              quantized with the importance weights of its name (when the
+ *              matrix has an entry of ne[0] x ne[2] values; a mismatch is an
+ *              error except for token_embd.weight, which llama.cpp then
+ *              quantizes without weights), rows split across threads, each
+ *              row checked for NaN/Inf before it is written. Tensors that
+ *              keep their type are copied byte for byte.
+ *
+ * An HF folder is read as its F32 conversion, so folder -> TYPE gives the
+ * same bytes as folder -> F32 GGUF -> TYPE. Memory: a chunk of rows per
+ * write (about 16 MiB of F32 and its output), whatever the model's size; the
+ * source's pages of a tensor are given back once it is written.
+ */
+#ifndef QF_QUANTIZE_MODEL_H
+#define QF_QUANTIZE_MODEL_H
+
+#include <stdint.h>
+
+#include "convert/convert.h" /* qf_progress_fn */
+#include "convert/source.h"
+#include "formats/error.h"
+#include "formats/gguf.h"
+
+typedef struct qf_quantize_opts {
+    int ftype;                        /* the mix (quantize/mix.h) */
+    int threads;                      /* >= 1; the output does not depend on it */
+    int pure;                         /* --pure */
+    int leave_output_tensor;          /* --leave-output-tensor */
+    int allow_requantize;             /* convert already quantized tensors (dequantized first) */
+    int output_tensor_type;           /* ggml type for output.weight, or -1 */
+    int token_embedding_type;         /* ggml type for token_embd.weight, or -1 */
+    const char *const *tensor_types;  /* n_tensor_types "REGEX=TYPE" rules (borrowed) */
+    int n_tensor_types;
+    const char *imatrix;              /* importance matrix file, or NULL */
+} qf_quantize_opts;
+
+/* Defaults: ftype -1 (to be set), 1 thread, no options, types -1. */
+void qf_quantize_opts_init(qf_quantize_opts *o);
+
+/* One planned output tensor (plain value struct, borrowed from the plan). */
+typedef struct qf_quantize_tensor {
+    const char *name;
+    int64_t source_index;  /* index in the source */
+    int in_type;           /* ggml type stored in the source (F32 for a folder) */
+    int type;              /* ggml type written */
+    int wanted;            /* type asked for before a fallback (== type if none) */
+    int quantize;          /* 1: converted from F32 rows; 0: copied as stored */
+    int fallback;          /* 1: the row length forced another type than `wanted` */
+    int llama_fails;       /* 1: llama.cpp b4747 stops on this tensor; F16 written */
+    int requantize;        /* 1: the input is quantized and is dequantized first */
+    int imatrix;           /* 1: quantized with importance weights */
+    int imatrix_missing;   /* 1: an imatrix is used but has no entry for this tensor */
+    int why;               /* qf_mix_reason */
+    const char *pattern;   /* the --tensor-type pattern that chose the type, or NULL */
+    uint32_t n_dims;       /* as written (ggml_n_dims: trailing 1s dropped) */
+    uint64_t ne[4];
+    uint64_t n_elements;
+    uint64_t in_bytes;     /* bytes in the source as stored */
+    uint64_t out_bytes;    /* bytes written */
+} qf_quantize_tensor;
+
+/* Totals over the plan (plain value struct). */
+typedef struct qf_quantize_totals {
+    int64_t n_tensors, n_quantized, n_copied, n_fallback, n_llama_fails, n_requantized;
+    int64_t n_imatrix_used, n_imatrix_missing;
+    uint64_t n_elements;
+    uint64_t in_bytes;   /* tensor data of the source as stored */
+    uint64_t out_bytes;  /* tensor data written, without padding */
+    uint64_t file_size;  /* the output file */
+} qf_quantize_totals;
+
+typedef struct qf_quantize qf_quantize;
+
+/*
+ * Plan the quantization of `src` (borrowed: it must outlive the plan).
+ * Reads the imatrix if one is given. Returns 0 and sets *out (owned by the
+ * caller: qf_quantize_free), or a negative code with a message naming the
+ * file and the tensor: QF_EINVAL (bad options or --tensor-type rules; an
+ * already quantized tensor without allow_requantize; an imatrix entry of the
+ * wrong size), QF_EUNSUPPORTED (a stored type qforge cannot read), imatrix
+ * read errors, QF_ENOMEM.
+ */
+int qf_quantize_plan(const qf_source *src, const qf_quantize_opts *opts, qf_quantize **out,
+                     qf_err *err);
+
+/* Free; accepts NULL. */
+void qf_quantize_free(qf_quantize *q);
+
+int64_t qf_quantize_tensor_count(const qf_quantize *q);
+const qf_quantize_tensor *qf_quantize_tensor_at(const qf_quantize *q, int64_t i); /* NULL if out of range */
+void qf_quantize_get_totals(const qf_quantize *q, qf_quantize_totals *t);
+
+/* The metadata the output will hold, in order (borrowed). */
+const qf_gguf_writer *qf_quantize_metadata(const qf_quantize *q);
+
+/* The imatrix in use: entries and chunks (-1 if none or unknown), dataset
+ * (borrowed, or NULL). Returns 1 if an imatrix is used, else 0. */
+int qf_quantize_imatrix_info(const qf_quantize *q, int64_t *entries, int64_t *chunks,
+                             const char **dataset);
+
+/*
+ * Write the planned GGUF to `path` (atomic; flags as qf_out_open: QF_OUT_FORCE
+ * replaces). With `manifest_path`, also write the llama-gguf-hash style
+ * manifest of the output, hashed while the data streams out. `progress` (may
+ * be NULL) is called from the calling thread with output bytes written and
+ * the total. A plan is written at most once. Returns 0 or a negative code:
+ * QF_EINVAL with "tensor "X": row R: ..." for NaN/Inf in the input or a value
+ * the output type cannot hold; I/O errors. On failure nothing is left behind.
+ */
+int qf_quantize_write(qf_quantize *q, const char *path, int flags, const char *manifest_path,
+                      qf_progress_fn progress, void *progress_ctx, qf_err *err);
+
+#endif /* QF_QUANTIZE_MODEL_H */

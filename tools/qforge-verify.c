@@ -1,0 +1,754 @@
+/*
+ * qforge-verify - measure what quantization cost: the perplexity of a model
+ * over a text, or, with --ref, the KL divergence of a model from a reference
+ * model on the same tokens, computed and printed as llama-perplexity does
+ * (plain and --kl-divergence modes), by the F32 reference forward pass.
+ */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "convert/source.h"
+#include "tools/cli.h"
+#include "verify/gemm.h"
+#include "verify/metrics.h"
+#include "verify/model.h"
+#include "verify/tokenizer.h"
+
+enum { EXIT_THRESHOLD = 3 }; /* --max-kld / --min-same-top exceeded */
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "Usage: qforge-verify -m MODEL [--ref REF] (-f TEXT | --tokens IDS.json) [options]\n"
+            "Without --ref: the perplexity of MODEL over the text, as llama-perplexity\n"
+            "computes it: chunks of N_CTX tokens, each from an empty cache with BOS\n"
+            "first, the second half of each chunk scored.\n"
+            "With --ref: both models on the same tokens, and the statistics of\n"
+            "llama-perplexity --kl-divergence (REF is the base): PPL of both, their\n"
+            "ratio and correlation, KL divergence, delta-p, same top token.\n"
+            "MODEL and REF are GGUF files (any block type) or Hugging Face folders; the\n"
+            "forward pass runs in F32.\n"
+            "\n"
+            "Options:\n"
+            "  -m, --model MODEL       the model to measure\n"
+            "      --ref REF           the reference (base) model: KL-divergence mode\n"
+            "  -f, --file TEXT         text to evaluate (tokenized with MODEL's vocabulary,\n"
+            "                          BOS added as llama.cpp does)\n"
+            "      --tokens IDS.json   token ids instead of text: a JSON array, as\n"
+            "                          llama-tokenize --ids prints it (BOS included)\n"
+            "  -c, --ctx-size N        tokens per chunk (default 512)\n"
+            "      --chunks N          evaluate at most N chunks (default: all)\n"
+            "  -b, --batch-size N      tokens per matrix product (default: N_CTX)\n"
+            "  -t, --threads N         threads (default: %d, the online CPUs)\n"
+            "      --numerics ggml|f32 ggml (default): round what llama.cpp's CPU backend\n"
+            "                          rounds (each product's input to the weight type's\n"
+            "                          Q8_0/Q8_K/F16 partner, an F16 KV cache), so figures\n"
+            "                          match llama-perplexity's; f32: all in F32, the cost of\n"
+            "                          the weights alone (as a PyTorch float32 pass)\n"
+            "      --json              machine-readable output on stdout\n"
+            "      --max-kld X         exit 3 if the mean KLD exceeds X\n"
+            "      --min-same-top P    exit 3 if the same-top-token rate is below P percent\n"
+            "  -q, --quiet             errors only\n"
+            "  -v, --verbose           more messages\n"
+            "  -h, --help              this help\n"
+            "      --version           print the version\n"
+            "\n"
+            "Exit status: 0 done, 1 an error, 2 usage error, 3 a --max-kld or\n"
+            "--min-same-top limit was exceeded.\n",
+            qf_cli_default_threads());
+}
+
+typedef struct {
+    const char *model, *ref, *text, *tokens;
+    int64_t n_ctx, n_batch, max_chunks;
+    int threads, json, numerics;
+    double max_kld, min_same_top; /* < 0: not set */
+} options;
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+/* A finite number >= 0; returns 0 or -1. */
+static int parse_nonneg(const char *s, double *out)
+{
+    char *end;
+    double v;
+    errno = 0;
+    v = strtod(s, &end);
+    if (end == s || *end || errno || !isfinite(v) || v < 0)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* =====================================================================
+ * Inputs: the file's bytes, token ids
+ * ===================================================================== */
+
+static char *read_file(const char *path, size_t *len, qf_err *err)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL, *nb;
+    size_t n = 0, cap = 0, got;
+
+    if (!f) {
+        qf_err_set(err, QF_EIO, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    for (;;) {
+        if (cap - n < 65536) {
+            cap = cap ? cap * 2 : 1 << 20;
+            if (!(nb = realloc(buf, cap + 1))) {
+                qf_err_set(err, QF_ENOMEM, "%s: out of memory", path);
+                goto fail;
+            }
+            buf = nb;
+        }
+        got = fread(buf + n, 1, cap - n, f);
+        n += got;
+        if (got == 0)
+            break;
+    }
+    if (ferror(f)) {
+        qf_err_set(err, QF_EIO, "%s: read error", path);
+        goto fail;
+    }
+    fclose(f);
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+fail:
+    fclose(f);
+    free(buf);
+    return NULL;
+}
+
+/* Token ids from a JSON array of integers in [0, n_vocab). */
+static int read_token_json(const char *path, int64_t n_vocab, int32_t **ids, int64_t *n,
+                           qf_err *err)
+{
+    size_t len;
+    char *text = read_file(path, &len, err);
+    cJSON *js = NULL, *it;
+    int64_t k = 0;
+    int rc = 0;
+
+    *ids = NULL;
+    if (!text)
+        return err ? err->code : QF_EIO;
+    js = cJSON_ParseWithLength(text, len);
+    if (!js || !cJSON_IsArray(js)) {
+        rc = qf_err_set(err, QF_EFORMAT, "%s: not a JSON array of token ids", path);
+        goto done;
+    }
+    *n = cJSON_GetArraySize(js);
+    if (!(*ids = malloc((size_t)(*n ? *n : 1) * sizeof **ids))) {
+        rc = qf_err_set(err, QF_ENOMEM, "%s: out of memory", path);
+        goto done;
+    }
+    cJSON_ArrayForEach(it, js) {
+        double v = cJSON_IsNumber(it) ? it->valuedouble : -1;
+        if (!(v >= 0 && v < (double)n_vocab && v == floor(v))) {
+            rc = qf_err_set(err, QF_EFORMAT, "%s: item %" PRId64 " is not a token id in [0, %" PRId64 ")",
+                            path, k, n_vocab);
+            goto done;
+        }
+        (*ids)[k++] = (int32_t)v;
+    }
+done:
+    if (rc != 0) {
+        free(*ids);
+        *ids = NULL;
+    }
+    cJSON_Delete(js);
+    free(text);
+    return rc;
+}
+
+/* Tokenize a text file as llama-perplexity does: one trailing newline
+ * dropped (its -f reading does so), BOS/EOS as the vocabulary says,
+ * special-token text parsed. */
+static int tokenize_file(const qf_source *src, const char *path, int32_t **ids, int64_t *n,
+                         qf_err *err)
+{
+    qf_tokenizer *tok = NULL;
+    size_t len;
+    char *text = read_file(path, &len, err);
+    int64_t need;
+    int rc = 0;
+
+    *ids = NULL;
+    if (!text)
+        return err ? err->code : QF_EIO;
+    if (len > 0 && text[len - 1] == '\n')
+        len--;
+    if ((rc = qf_tokenizer_from_source(src, &tok, err)) != 0)
+        goto done;
+    need = qf_tokenizer_encode(tok, text, len, 1, 1, NULL, 0, err);
+    if (need < 0) {
+        rc = (int)need;
+        goto done;
+    }
+    if (!(*ids = malloc((size_t)(need ? need : 1) * sizeof **ids))) {
+        rc = qf_err_set(err, QF_ENOMEM, "%s: out of memory", path);
+        goto done;
+    }
+    *n = qf_tokenizer_encode(tok, text, len, 1, 1, *ids, need, err);
+    if (*n < 0)
+        rc = (int)*n;
+done:
+    if (rc != 0) {
+        free(*ids);
+        *ids = NULL;
+    }
+    qf_tokenizer_free(tok);
+    free(text);
+    return rc;
+}
+
+/* BOS handling as llama.cpp's vocabulary: tokenizer.ggml.add_bos_token if
+ * present, else on for SentencePiece ("llama") vocabularies; the id from
+ * tokenizer.ggml.bos_token_id (SentencePiece default 1). Returns the id to
+ * put first in each chunk, or -1 for none. */
+static int32_t chunk_bos(const qf_source *src)
+{
+    const char *model = NULL;
+    uint64_t len = 0, bos;
+    int64_t i = qf_source_find_key(src, "tokenizer.ggml.add_bos_token");
+    int spm, add;
+
+    spm = qf_source_get_str(src, "tokenizer.ggml.model", &model, &len, NULL) == 0 && len == 5 &&
+          memcmp(model, "llama", 5) == 0;
+    add = spm;
+    if (i >= 0) {
+        qf_gguf_val v;
+        if (qf_source_kv_value(src, i, &v) == 0 && v.type == QF_GGUF_BOOL)
+            add = v.u != 0;
+    }
+    if (!add)
+        return -1;
+    if (qf_source_get_uint(src, "tokenizer.ggml.bos_token_id", &bos, NULL) == 0 &&
+        bos < INT32_MAX)
+        return (int32_t)bos;
+    return spm ? 1 : -1;
+}
+
+/* =====================================================================
+ * Models
+ * ===================================================================== */
+
+typedef struct {
+    qf_source *src;
+    qf_model *m;
+    qf_model_state *st;
+    int32_t bos;
+    float *logits; /* (n_ctx - first, n_vocab) */
+} runner;
+
+static int runner_open(runner *r, const char *path, const options *o, qf_err *err)
+{
+    const qf_model_config *c;
+    char h[32];
+    double t0 = now_s();
+    int rc;
+
+    memset(r, 0, sizeof *r);
+    if ((rc = qf_source_open(path, &r->src, err)) != 0 ||
+        (rc = qf_model_load(r->src, o->threads, &r->m, err)) != 0)
+        return rc;
+    c = qf_model_get_config(r->m);
+    r->bos = chunk_bos(r->src);
+    qf_cli_info(1, "%s: %s, %" PRId64 " layers, dim %" PRId64 ", %" PRId64 " heads (%" PRId64
+                " kv), vocab %" PRId64 ", %s of F32 weights, loaded in %.2f s",
+                path, c->arch, c->n_layer, c->dim, c->n_head, c->n_head_kv, c->n_vocab,
+                qf_cli_human(qf_model_weight_bytes(r->m), h, sizeof h), now_s() - t0);
+    return 0;
+}
+
+static int runner_start(runner *r, const options *o, qf_err *err)
+{
+    int64_t V = qf_model_get_config(r->m)->n_vocab, rows = o->n_ctx - o->n_ctx / 2;
+    int rc = qf_model_state_new(r->m, o->n_ctx, o->n_batch, o->threads, o->numerics, &r->st, err);
+    if (rc != 0)
+        return rc;
+    if (!(r->logits = malloc((size_t)rows * (size_t)V * sizeof(float))))
+        return qf_err_set(err, QF_ENOMEM, "out of memory (logits of %" PRId64 " tokens)", rows);
+    return 0;
+}
+
+static void runner_close(runner *r)
+{
+    free(r->logits);
+    qf_model_state_free(r->st);
+    qf_model_free(r->m);
+    qf_source_close(r->src);
+}
+
+/* Evaluate chunk `tokens` (n_ctx ids) from an empty cache, BOS first;
+ * logits of positions n_ctx/2 .. n_ctx-1 into r->logits. */
+static int run_chunk(runner *r, const int32_t *tokens, int64_t n_ctx, int32_t *buf, qf_err *err)
+{
+    memcpy(buf, tokens, (size_t)n_ctx * sizeof *buf);
+    if (r->bos >= 0)
+        buf[0] = r->bos;
+    qf_model_state_reset(r->st);
+    return qf_model_eval(r->m, r->st, buf, n_ctx, n_ctx / 2, r->logits, err);
+}
+
+/* =====================================================================
+ * Output
+ * ===================================================================== */
+
+static void kld_chunk_header(void)
+{
+    printf("chunk             PPL               ln(PPL(Q)/PPL(base))          KL Divergence"
+           "              \xce\x94p RMS            Same top p\n");
+}
+
+static void kld_chunk_line(int64_t chunk, const qf_kld_stats *s)
+{
+    printf("%4" PRId64, chunk);
+    printf("    %9.4lf \xc2\xb1 %9.4lf", s->ppl_q, s->ppl_q_unc);
+    printf("    %10.5lf \xc2\xb1 %10.5lf", s->ln_ratio, s->ln_ratio_unc);
+    printf("    %10.5lf \xc2\xb1 %10.5lf", s->kld_mean, s->kld_unc);
+    printf("    %6.3lf \xc2\xb1 %6.3lf %%", 100.0 * s->rms_dp, 100.0 * s->rms_dp_unc);
+    printf("    %6.3lf \xc2\xb1 %6.3lf %%\n", 100.0 * s->same_top, 100.0 * s->same_top_unc);
+    fflush(stdout);
+}
+
+/* The summary, line for line as llama-perplexity --kl-divergence prints it
+ * (without its duplicated "99.0%   KLD" line). */
+static void kld_summary(const qf_kld_stats *s)
+{
+#define PM "\xc2\xb1"
+#define DP "\xce\x94p"
+    printf("====== Perplexity statistics ======\n");
+    printf("Mean PPL(Q)                   : %10.6lf " PM " %10.6lf\n", s->ppl_q, s->ppl_q_unc);
+    printf("Mean PPL(base)                : %10.6lf " PM " %10.6lf\n", s->ppl_base,
+           s->ppl_base_unc);
+    printf("Cor(ln(PPL(Q)), ln(PPL(base))): %6.2lf%%\n", 100.0 * s->cor_ln_ppl);
+    printf("Mean ln(PPL(Q)/PPL(base))     : %10.6lf " PM " %10.6lf\n", s->ln_ratio,
+           s->ln_ratio_unc);
+    printf("Mean PPL(Q)/PPL(base)         : %10.6lf " PM " %10.6lf\n", s->ratio, s->ratio_unc);
+    printf("Mean PPL(Q)-PPL(base)         : %10.6lf " PM " %10.6lf\n", s->diff, s->diff_unc);
+    printf("\n====== KL divergence statistics ======\n");
+    printf("Mean    KLD: %10.6lf " PM " %10.6lf\n", s->kld_mean, s->kld_unc);
+    printf("Maximum KLD: %10.6f\n", s->kld_max);
+    printf("99.9%%   KLD: %10.6f\n", s->kld_p999);
+    printf("99.0%%   KLD: %10.6f\n", s->kld_p99);
+    printf("Median  KLD: %10.6f\n", s->kld_median);
+    printf("10.0%%   KLD: %10.6f\n", s->kld_p10);
+    printf(" 5.0%%   KLD: %10.6f\n", s->kld_p5);
+    printf(" 1.0%%   KLD: %10.6f\n", s->kld_p1);
+    printf("Minimum KLD: %10.6f\n", s->kld_min);
+    printf("\n====== Token probability statistics ======\n");
+    printf("Mean    " DP ": %6.3lf " PM " %5.3lf %%\n", 100.0 * s->dp_mean, 100.0 * s->dp_unc);
+    printf("Maximum " DP ": %6.3lf%%\n", 100.0 * s->dp_max);
+    printf("99.9%%   " DP ": %6.3lf%%\n", 100.0 * s->dp_p999);
+    printf("99.0%%   " DP ": %6.3lf%%\n", 100.0 * s->dp_p99);
+    printf("95.0%%   " DP ": %6.3lf%%\n", 100.0 * s->dp_p95);
+    printf("90.0%%   " DP ": %6.3lf%%\n", 100.0 * s->dp_p90);
+    printf("75.0%%   " DP ": %6.3lf%%\n", 100.0 * s->dp_p75);
+    printf("Median  " DP ": %6.3lf%%\n", 100.0 * s->dp_median);
+    printf("25.0%%   " DP ": %6.3lf%%\n", 100.0 * s->dp_p25);
+    printf("10.0%%   " DP ": %6.3lf%%\n", 100.0 * s->dp_p10);
+    printf(" 5.0%%   " DP ": %6.3lf%%\n", 100.0 * s->dp_p5);
+    printf(" 1.0%%   " DP ": %6.3lf%%\n", 100.0 * s->dp_p1);
+    printf(" 0.1%%   " DP ": %6.3lf%%\n", 100.0 * s->dp_p01);
+    printf("Minimum " DP ": %6.3lf%%\n", 100.0 * s->dp_min);
+    printf("RMS " DP "    : %6.3lf " PM " %5.3lf %%\n", 100.0 * s->rms_dp, 100.0 * s->rms_dp_unc);
+    printf("Same top p: %6.3lf " PM " %5.3lf %%\n", 100.0 * s->same_top, 100.0 * s->same_top_unc);
+#undef PM
+#undef DP
+}
+
+static void json_pair(qf_json *j, const char *key, double v, double unc)
+{
+    qf_json_key(j, key);
+    qf_json_obj_begin(j);
+    qf_json_key(j, "value");
+    qf_json_f64(j, v);
+    qf_json_key(j, "uncertainty");
+    qf_json_f64(j, unc);
+    qf_json_obj_end(j);
+}
+
+static void json_num(qf_json *j, const char *key, double v)
+{
+    qf_json_key(j, key);
+    qf_json_f64(j, v);
+}
+
+static void json_head(qf_json *j, const char *mode, const options *o, int64_t n_tokens,
+                      int64_t n_chunk, int64_t scored, double secs)
+{
+    qf_json_key(j, "mode");
+    qf_json_str(j, mode);
+    qf_json_key(j, "model");
+    qf_json_str(j, o->model);
+    if (o->ref) {
+        qf_json_key(j, "ref");
+        qf_json_str(j, o->ref);
+    }
+    qf_json_key(j, "n_ctx");
+    qf_json_i64(j, o->n_ctx);
+    qf_json_key(j, "n_tokens");
+    qf_json_i64(j, n_tokens);
+    qf_json_key(j, "n_chunks");
+    qf_json_i64(j, n_chunk);
+    qf_json_key(j, "scored");
+    qf_json_i64(j, scored);
+    qf_json_key(j, "threads");
+    qf_json_i64(j, o->threads);
+    json_num(j, "seconds", secs);
+}
+
+/* =====================================================================
+ * The two modes
+ * ===================================================================== */
+
+static int run_ppl(runner *r, const options *o, const int32_t *ids, int64_t n_tokens,
+                   int64_t n_chunk, qf_err *err)
+{
+    int64_t V = qf_model_get_config(r->m)->n_vocab, first = o->n_ctx / 2, i, j;
+    int32_t *buf = malloc((size_t)o->n_ctx * sizeof *buf);
+    double *chunk_ppl = malloc((size_t)n_chunk * sizeof *chunk_ppl), t0 = now_s(), secs;
+    qf_progress *prog = NULL;
+    qf_ppl p = { 0, 0, 0 };
+    int rc = 0;
+
+    if (!buf || !chunk_ppl) {
+        rc = qf_err_set(err, QF_ENOMEM, "out of memory");
+        goto done;
+    }
+    qf_cli_info(1, "perplexity: %" PRId64 " chunks of %" PRId64 " tokens, positions %" PRId64
+                "..%" PRId64 " scored, %d threads, %s kernels",
+                n_chunk, o->n_ctx, first, o->n_ctx - 2, o->threads, qf_gemm_isa_name(qf_gemm_isa()));
+    if (o->json) /* otherwise the chunk figures on stdout show the progress */
+        prog = qf_progress_new("perplexity", (uint64_t)n_chunk);
+    for (i = 0; i < n_chunk; i++) {
+        const int32_t *chunk = ids + i * o->n_ctx;
+        if ((rc = run_chunk(r, chunk, o->n_ctx, buf, err)) != 0)
+            goto done;
+        for (j = first; j < o->n_ctx - 1; j++)
+            qf_ppl_add(&p, r->logits + (j - first) * V, V, chunk[j + 1]);
+        chunk_ppl[i] = qf_ppl_value(&p);
+        if (!o->json) {
+            printf("[%" PRId64 "]%.4lf,", i + 1, chunk_ppl[i]);
+            fflush(stdout);
+        }
+        qf_progress_add(prog, 1);
+    }
+    qf_progress_free(prog);
+    prog = NULL;
+    secs = now_s() - t0;
+    qf_cli_info(1, "%" PRId64 " tokens in %.2f s (%.1f tokens/s)", n_chunk * o->n_ctx, secs,
+                (double)(n_chunk * o->n_ctx) / secs);
+    if (o->json) {
+        qf_json jw;
+        qf_json_init(&jw, stdout, 1);
+        qf_json_obj_begin(&jw);
+        json_head(&jw, "perplexity", o, n_tokens, n_chunk, p.count, secs);
+        qf_json_key(&jw, "chunks");
+        qf_json_arr_begin(&jw);
+        for (i = 0; i < n_chunk; i++)
+            qf_json_f64(&jw, chunk_ppl[i]);
+        qf_json_arr_end(&jw);
+        json_pair(&jw, "ppl", qf_ppl_value(&p), qf_ppl_uncertainty(&p));
+        qf_json_obj_end(&jw);
+        qf_json_end(&jw);
+    } else {
+        printf("\nFinal estimate: PPL = %.4lf +/- %.5lf\n", qf_ppl_value(&p),
+               qf_ppl_uncertainty(&p));
+    }
+done:
+    qf_progress_free(prog);
+    free(buf);
+    free(chunk_ppl);
+    return rc;
+}
+
+static void json_kld(qf_json *j, const qf_kld_stats *s)
+{
+    json_pair(j, "ppl_q", s->ppl_q, s->ppl_q_unc);
+    json_pair(j, "ppl_base", s->ppl_base, s->ppl_base_unc);
+    json_num(j, "cor_ln_ppl", s->cor_ln_ppl);
+    json_pair(j, "ln_ppl_ratio", s->ln_ratio, s->ln_ratio_unc);
+    json_pair(j, "ppl_ratio", s->ratio, s->ratio_unc);
+    json_pair(j, "ppl_diff", s->diff, s->diff_unc);
+    qf_json_key(j, "kld");
+    qf_json_obj_begin(j);
+    json_num(j, "mean", s->kld_mean);
+    json_num(j, "uncertainty", s->kld_unc);
+    json_num(j, "max", s->kld_max);
+    json_num(j, "p99_9", s->kld_p999);
+    json_num(j, "p99", s->kld_p99);
+    json_num(j, "median", s->kld_median);
+    json_num(j, "p10", s->kld_p10);
+    json_num(j, "p5", s->kld_p5);
+    json_num(j, "p1", s->kld_p1);
+    json_num(j, "min", s->kld_min);
+    qf_json_obj_end(j);
+    qf_json_key(j, "delta_p");
+    qf_json_obj_begin(j);
+    json_num(j, "mean", s->dp_mean);
+    json_num(j, "uncertainty", s->dp_unc);
+    json_num(j, "max", s->dp_max);
+    json_num(j, "p99_9", s->dp_p999);
+    json_num(j, "p99", s->dp_p99);
+    json_num(j, "p95", s->dp_p95);
+    json_num(j, "p90", s->dp_p90);
+    json_num(j, "p75", s->dp_p75);
+    json_num(j, "median", s->dp_median);
+    json_num(j, "p25", s->dp_p25);
+    json_num(j, "p10", s->dp_p10);
+    json_num(j, "p5", s->dp_p5);
+    json_num(j, "p1", s->dp_p1);
+    json_num(j, "p0_1", s->dp_p01);
+    json_num(j, "min", s->dp_min);
+    qf_json_obj_end(j);
+    json_pair(j, "rms_dp", s->rms_dp, s->rms_dp_unc);
+    json_pair(j, "same_top", s->same_top, s->same_top_unc);
+}
+
+/* Returns 0, EXIT_THRESHOLD (as a positive value) or a negative code. */
+static int run_kld(runner *q, runner *base, const options *o, const int32_t *ids,
+                   int64_t n_tokens, int64_t n_chunk, qf_err *err)
+{
+    int64_t V = qf_model_get_config(q->m)->n_vocab, first = o->n_ctx / 2, i, j;
+    int32_t *buf = malloc((size_t)o->n_ctx * sizeof *buf);
+    double t0 = now_s(), secs;
+    qf_progress *prog = NULL;
+    qf_kld *k = NULL;
+    qf_kld_stats s;
+    int rc, over = 0;
+
+    if (!buf) {
+        rc = qf_err_set(err, QF_ENOMEM, "out of memory");
+        goto done;
+    }
+    if ((rc = qf_kld_new(n_chunk * (o->n_ctx - 1 - first), &k, err)) != 0)
+        goto done;
+    qf_cli_info(1, "kl-divergence: %" PRId64 " chunks of %" PRId64 " tokens, positions %" PRId64
+                "..%" PRId64 " scored, %d threads, %s kernels",
+                n_chunk, o->n_ctx, first, o->n_ctx - 2, o->threads, qf_gemm_isa_name(qf_gemm_isa()));
+    if (o->json)
+        prog = qf_progress_new("kl-divergence", (uint64_t)n_chunk);
+    else
+        kld_chunk_header();
+    for (i = 0; i < n_chunk; i++) {
+        const int32_t *chunk = ids + i * o->n_ctx;
+        if ((rc = run_chunk(base, chunk, o->n_ctx, buf, err)) != 0 ||
+            (rc = run_chunk(q, chunk, o->n_ctx, buf, err)) != 0)
+            goto done;
+        for (j = first; j < o->n_ctx - 1; j++)
+            if ((rc = qf_kld_add(k, q->logits + (j - first) * V, base->logits + (j - first) * V,
+                                 V, chunk[j + 1], err)) != 0)
+                goto done;
+        if (!o->json) {
+            qf_kld_get_stats(k, 0, &s, NULL);
+            kld_chunk_line(i + 1, &s);
+        }
+        qf_progress_add(prog, 1);
+    }
+    qf_progress_free(prog);
+    prog = NULL;
+    secs = now_s() - t0;
+    qf_cli_info(1, "%" PRId64 " tokens through two models in %.2f s (%.1f tokens/s each)",
+                n_chunk * o->n_ctx, secs, 2.0 * (double)(n_chunk * o->n_ctx) / secs);
+    if ((rc = qf_kld_get_stats(k, 1, &s, err)) != 0)
+        goto done;
+    if (o->max_kld >= 0 && s.kld_mean > o->max_kld)
+        over = 1;
+    if (o->min_same_top >= 0 && 100.0 * s.same_top < o->min_same_top)
+        over = 1;
+    if (o->json) {
+        qf_json jw;
+        qf_json_init(&jw, stdout, 1);
+        qf_json_obj_begin(&jw);
+        json_head(&jw, "kl-divergence", o, n_tokens, n_chunk, s.count, secs);
+        json_kld(&jw, &s);
+        if (o->max_kld >= 0)
+            json_num(&jw, "max_kld", o->max_kld);
+        if (o->min_same_top >= 0)
+            json_num(&jw, "min_same_top", o->min_same_top);
+        qf_json_key(&jw, "pass");
+        qf_json_bool(&jw, !over);
+        qf_json_obj_end(&jw);
+        qf_json_end(&jw);
+    } else {
+        printf("\n");
+        kld_summary(&s);
+    }
+    fflush(stdout);
+    if (o->max_kld >= 0 && s.kld_mean > o->max_kld)
+        qf_cli_error("mean KLD %.6f exceeds --max-kld %g", s.kld_mean, o->max_kld);
+    if (o->min_same_top >= 0 && 100.0 * s.same_top < o->min_same_top)
+        qf_cli_error("same top token %.3f %% is below --min-same-top %g", 100.0 * s.same_top,
+                     o->min_same_top);
+    rc = over ? EXIT_THRESHOLD : 0;
+done:
+    qf_progress_free(prog);
+    qf_kld_free(k);
+    free(buf);
+    return rc;
+}
+
+/* =====================================================================
+ * main
+ * ===================================================================== */
+
+int main(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        { "model", required_argument, NULL, 'm' },     { "ref", required_argument, NULL, 'R' },
+        { "file", required_argument, NULL, 'f' },      { "tokens", required_argument, NULL, 'T' },
+        { "ctx-size", required_argument, NULL, 'c' },  { "chunks", required_argument, NULL, 'C' },
+        { "batch-size", required_argument, NULL, 'b' }, { "threads", required_argument, NULL, 't' },
+        { "json", no_argument, NULL, 'J' },            { "max-kld", required_argument, NULL, 'K' },
+        { "min-same-top", required_argument, NULL, 'S' }, { "quiet", no_argument, NULL, 'q' },
+        { "numerics", required_argument, NULL, 'N' },
+        { "verbose", no_argument, NULL, 'v' },         { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, 'V' },         { NULL, 0, NULL, 0 },
+    };
+    options o;
+    runner q, base;
+    qf_err err = { 0 };
+    int32_t *ids = NULL;
+    int64_t n_tokens = 0, n_chunk;
+    uint64_t v;
+    int c, rc = 0, have_base = 0;
+
+    memset(&o, 0, sizeof o);
+    memset(&q, 0, sizeof q);
+    memset(&base, 0, sizeof base);
+    o.n_ctx = 512;
+    o.max_chunks = -1;
+    o.max_kld = o.min_same_top = -1;
+    o.numerics = QF_NUMERICS_GGML;
+    qf_cli_init(argv[0]);
+    o.threads = qf_cli_default_threads();
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":m:f:c:b:t:qvh", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'm': o.model = optarg; break;
+        case 'R': o.ref = optarg; break;
+        case 'f': o.text = optarg; break;
+        case 'T': o.tokens = optarg; break;
+        case 'c':
+            if (qf_cli_parse_u64(optarg, 2, 1 << 24, 0, &v) != 0)
+                return qf_cli_usage_error("--ctx-size: expected 2..16777216, got '%s'", optarg);
+            o.n_ctx = (int64_t)v;
+            break;
+        case 'C':
+            if (qf_cli_parse_u64(optarg, 1, INT32_MAX, 0, &v) != 0)
+                return qf_cli_usage_error("--chunks: expected a positive count, got '%s'", optarg);
+            o.max_chunks = (int64_t)v;
+            break;
+        case 'b':
+            if (qf_cli_parse_u64(optarg, 1, 1 << 24, 0, &v) != 0)
+                return qf_cli_usage_error("--batch-size: expected a positive count, got '%s'",
+                                          optarg);
+            o.n_batch = (int64_t)v;
+            break;
+        case 't':
+            if (qf_cli_parse_u64(optarg, 1, 256, 0, &v) != 0)
+                return qf_cli_usage_error("--threads: expected 1..256, got '%s'", optarg);
+            o.threads = (int)v;
+            break;
+        case 'J': o.json = 1; break;
+        case 'N':
+            if (!strcmp(optarg, "ggml"))
+                o.numerics = QF_NUMERICS_GGML;
+            else if (!strcmp(optarg, "f32"))
+                o.numerics = QF_NUMERICS_F32;
+            else
+                return qf_cli_usage_error("--numerics: expected ggml or f32, got '%s'", optarg);
+            break;
+        case 'K':
+            if (parse_nonneg(optarg, &o.max_kld) != 0)
+                return qf_cli_usage_error("--max-kld: expected a number >= 0, got '%s'", optarg);
+            break;
+        case 'S':
+            if (parse_nonneg(optarg, &o.min_same_top) != 0 || o.min_same_top > 100)
+                return qf_cli_usage_error("--min-same-top: expected a percentage 0..100, got '%s'",
+                                          optarg);
+            break;
+        case 'q': qf_cli_verbosity = 0; break;
+        case 'v': qf_cli_verbosity++; break;
+        case 'h': usage(stdout); return 0;
+        case 'V': qf_cli_version(); return 0;
+        case ':': return qf_cli_usage_error("option '%s' needs an argument", argv[optind - 1]);
+        default: return qf_cli_usage_error("unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind < argc)
+        return qf_cli_usage_error("unexpected argument '%s'", argv[optind]);
+    if (!o.model)
+        return qf_cli_usage_error("missing -m MODEL");
+    if (!o.text == !o.tokens)
+        return qf_cli_usage_error(o.text ? "give -f TEXT or --tokens IDS.json, not both"
+                                         : "missing -f TEXT or --tokens IDS.json");
+    if (!o.ref && (o.max_kld >= 0 || o.min_same_top >= 0))
+        return qf_cli_usage_error("--max-kld and --min-same-top need --ref");
+    if (o.n_batch == 0 || o.n_batch > o.n_ctx)
+        o.n_batch = o.n_ctx;
+
+    if ((rc = runner_open(&q, o.model, &o, &err)) != 0)
+        goto fail;
+    if (o.ref) {
+        have_base = 1;
+        if ((rc = runner_open(&base, o.ref, &o, &err)) != 0)
+            goto fail;
+        if (qf_model_get_config(base.m)->n_vocab != qf_model_get_config(q.m)->n_vocab) {
+            rc = qf_err_set(&err, QF_EMISMATCH, "%s has %" PRId64 " tokens, %s has %" PRId64
+                            ": not the same vocabulary", o.ref,
+                            qf_model_get_config(base.m)->n_vocab, o.model,
+                            qf_model_get_config(q.m)->n_vocab);
+            goto fail;
+        }
+    }
+    if (o.tokens)
+        rc = read_token_json(o.tokens, qf_model_get_config(q.m)->n_vocab, &ids, &n_tokens, &err);
+    else
+        rc = tokenize_file(q.src, o.text, &ids, &n_tokens, &err);
+    if (rc != 0)
+        goto fail;
+    qf_cli_info(2, "%" PRId64 " tokens", n_tokens);
+    if (n_tokens < 2 * o.n_ctx) {
+        rc = qf_err_set(&err, QF_EINVAL, "%s: %" PRId64 " tokens; perplexity with a context of %"
+                        PRId64 " needs at least %" PRId64 " (lower -c)",
+                        o.tokens ? o.tokens : o.text, n_tokens, o.n_ctx, 2 * o.n_ctx);
+        goto fail;
+    }
+    n_chunk = n_tokens / o.n_ctx;
+    if (o.max_chunks > 0 && o.max_chunks < n_chunk)
+        n_chunk = o.max_chunks;
+    if ((rc = runner_start(&q, &o, &err)) != 0 || (have_base && (rc = runner_start(&base, &o, &err)) != 0))
+        goto fail;
+
+    rc = have_base ? run_kld(&q, &base, &o, ids, n_tokens, n_chunk, &err)
+                   : run_ppl(&q, &o, ids, n_tokens, n_chunk, &err);
+    if (rc < 0)
+        goto fail;
+    goto done;
+fail:
+    qf_cli_report(&err);
+    rc = QF_EXIT_FAIL;
+done:
+    free(ids);
+    runner_close(&q);
+    runner_close(&base);
+    return rc;
+}
