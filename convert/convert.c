@@ -1006,6 +1006,18 @@ void qf_convert_release(const qf_convert *c, int64_t i)
         qf_st_release_tensor(c->st, c->t[i].src);
 }
 
+void qf_convert_release_rows(const qf_convert *c, int64_t i, uint64_t row0, uint64_t n)
+{
+    const out_tensor *o;
+    uint64_t row_in;
+
+    if (i < 0 || i >= c->nt || c->t[i].src < 0 || c->t[i].permute_heads)
+        return;
+    o = &c->t[i];
+    row_in = o->t.ne[0] * qf_dtype_size(qf_st_tensor_at(c->st, o->src)->dtype);
+    qf_st_release_range(c->st, o->src, row0 * row_in, n * row_in);
+}
+
 const qf_gguf_writer *qf_convert_metadata(const qf_convert *c) { return c->w; }
 
 static const char *writer_tensor_name(const void *w, int64_t i)
@@ -1075,9 +1087,7 @@ int qf_convert_write(qf_convert *c, const char *path, int flags, const char *man
             }
             if ((rc = qf_gguf_writer_write(c->w, buf, n * row_bytes, err)) != 0)
                 goto done;
-            if (!o->permute_heads) /* permuted rows are read out of order */
-                qf_st_release_range(c->st, o->src, r0 * j.row_in * qf_dtype_size(j.src_dtype),
-                                    n * j.row_in * qf_dtype_size(j.src_dtype));
+            qf_convert_release_rows(c, i, r0, n);
             done_bytes += n * row_bytes;
             if (progress)
                 progress(progress_ctx, done_bytes, total);

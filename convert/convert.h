@@ -103,8 +103,11 @@ int qf_convert_write(qf_convert *c, const char *path, int flags, const char *man
  */
 int qf_convert_rows_f32(const qf_convert *c, int64_t i, uint64_t row0, uint64_t n, float *dst);
 
-/* Give back the input pages behind planned tensor i. */
+/* Give back the input pages behind planned tensor i, or behind its rows
+ * [row0, row0 + n) (a no-op for permuted q/k tensors, whose rows are read
+ * out of order: they go with the whole tensor). */
 void qf_convert_release(const qf_convert *c, int64_t i);
+void qf_convert_release_rows(const qf_convert *c, int64_t i, uint64_t row0, uint64_t n);
 
 /* The planned metadata (borrowed): every key the GGUF will hold, in order. */
 const qf_gguf_writer *qf_convert_metadata(const qf_convert *c);

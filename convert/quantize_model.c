@@ -601,6 +601,7 @@ int qf_quantize_write(qf_quantize *q, const char *path, int flags, const char *m
             }
             if ((rc = qf_gguf_writer_write(q->w, obuf, n * j.row_bytes, err)) != 0)
                 goto done;
+            qf_source_release_rows(q->src, t->source_index, r0, n);
             done_bytes += n * j.row_bytes;
             if (progress)
                 progress(pctx, done_bytes, total);

@@ -231,3 +231,18 @@ void qf_source_release(const qf_source *s, int64_t i)
     else
         qf_convert_release(s->c, i);
 }
+
+void qf_source_release_rows(const qf_source *s, int64_t i, uint64_t row0, uint64_t n)
+{
+    const qf_source_tensor *t = qf_source_tensor_at(s, i);
+    uint64_t row_bytes;
+
+    if (!t)
+        return;
+    if (!s->g) {
+        qf_convert_release_rows(s->c, i, row0, n);
+        return;
+    }
+    if (qf_ggml_row_size(t->type, t->ne[0], &row_bytes) == 0)
+        qf_gguf_release_range(s->g, i, row0 * row_bytes, n * row_bytes);
+}

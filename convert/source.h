@@ -75,4 +75,10 @@ int qf_source_rows_f32(const qf_source *s, int64_t i, uint64_t row0, uint64_t n,
 /* Give back the input pages of tensor i once it is consumed. */
 void qf_source_release(const qf_source *s, int64_t i);
 
+/* Same for the pages behind rows [row0, row0 + n) of tensor i, for callers
+ * streaming a large tensor in chunks (rows whose input is not laid out in
+ * order, such as permuted q/k rows of a folder, are released with the
+ * whole tensor). */
+void qf_source_release_rows(const qf_source *s, int64_t i, uint64_t row0, uint64_t n);
+
 #endif /* QF_SOURCE_H */

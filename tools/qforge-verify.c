@@ -45,7 +45,8 @@ static void usage(FILE *f)
             "                          llama-tokenize --ids prints it (BOS included)\n"
             "  -c, --ctx-size N        tokens per chunk (default 512)\n"
             "      --chunks N          evaluate at most N chunks (default: all)\n"
-            "  -b, --batch-size N      tokens per matrix product (default: N_CTX)\n"
+            "  -b, --batch-size N      tokens per matrix product (default: 512, at most\n"
+            "                          N_CTX; it changes speed and memory, not the figures)\n"
             "  -t, --threads N         threads (default: %d, the online CPUs)\n"
             "      --numerics ggml|f32 ggml (default): round what llama.cpp's CPU backend\n"
             "                          rounds (each product's input to the weight type's\n"
@@ -702,7 +703,9 @@ int main(int argc, char **argv)
                                          : "missing -f TEXT or --tokens IDS.json");
     if (!o.ref && (o.max_kld >= 0 || o.min_same_top >= 0))
         return qf_cli_usage_error("--max-kld and --min-same-top need --ref");
-    if (o.n_batch == 0 || o.n_batch > o.n_ctx)
+    if (o.n_batch == 0) /* the batch changes no figure; 512 keeps a product's input in L2 */
+        o.n_batch = 512;
+    if (o.n_batch > o.n_ctx)
         o.n_batch = o.n_ctx;
 
     if ((rc = runner_open(&q, o.model, &o, &err)) != 0)

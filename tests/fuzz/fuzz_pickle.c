@@ -8,8 +8,8 @@
  *
  *   make fuzz && build-fuzz/fuzz_pickle -max_len=4096 CORPUS_DIR
  *
- * Seeds: the data.pkl members of fixtures/pytorch/*.pt and
- * fixtures/malicious/*.pt (e.g. `unzip -p x.pt '*data.pkl' > seed`).
+ * Seeds: the data.pkl members of the .pt files in fixtures/pytorch and
+ * fixtures/malicious (e.g. `unzip -p x.pt '*data.pkl' > seed`).
  */
 #include <stddef.h>
 #include <stdint.h>

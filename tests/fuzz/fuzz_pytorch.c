@@ -11,8 +11,8 @@
  *
  *   make fuzz && build-fuzz/fuzz_pytorch -max_len=8192 CORPUS_DIR
  *
- * Seeds: fixtures/pytorch/*.pt, fixtures/pytorch/sharded/*.bin,
- * fixtures/malicious/*.pt.
+ * Seeds: the .pt files in fixtures/pytorch and fixtures/malicious, the .bin
+ * files in fixtures/pytorch/sharded.
  */
 #include <stddef.h>
 #include <stdint.h>

@@ -14,7 +14,10 @@
 3. KL divergence of every GGUF in the tree that has a row in
    <name>-kld.tsv, against the f32 GGUF: mean KLD within 2% of the table
    (plus half a unit of its 6th decimal, the table's own rounding), Mean
-   PPL(Q) within 0.1%, same-top rate within 0.5 percentage points.
+   PPL(Q) within 0.3%, same-top rate within 0.5 percentage points.
+   tiny-llama-256 lands within 0.02% on PPL(Q); stories260K, scored out of
+   its domain (PPL ~100), moves by up to 0.2% under float summation-order
+   differences, hence 0.3%.
 
 Prints "ok ..." / "not ok ..." lines.
 """
@@ -135,7 +138,7 @@ def kld_checks(name):
         mean, tab = d["kld"]["mean"], float(row["mean_kld"])
         ppl, tppl = d["ppl_q"]["value"], float(row["ppl"])
         same, tsame = 100 * d["same_top"]["value"], float(row["same_top_p"])
-        ok = (abs(mean - tab) <= 0.02 * tab + 5e-7 and abs(ppl / tppl - 1) <= 1e-3 and
+        ok = (abs(mean - tab) <= 0.02 * tab + 5e-7 and abs(ppl / tppl - 1) <= 3e-3 and
               abs(same - tsame) <= 0.5)
         report(ok, label,
                "mean KLD %.6f vs %.6f (%+.2f%%), PPL(Q) %.6f vs %.6f, same top %.3f vs %.3f %%, "
