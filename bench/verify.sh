@@ -30,7 +30,8 @@ if [ ! -f "$MODEL/model.safetensors" ]; then
     cp fixtures/stories260K/tokenizer.model "$MODEL/"
 fi
 TOKENS="$DIR/tokens-$N_CTX-$CHUNKS.json"
-awk -v n=$((N_CTX * CHUNKS)) 'BEGIN { srand(1); printf "[1"; for (i = 1; i < n; i++) printf ", %d", 3 + int(rand() * 509); print "]" }' >"$TOKENS"
+NTOK=$((N_CTX * (CHUNKS > 2 ? CHUNKS : 2))) # perplexity wants at least 2 chunks of text
+awk -v n=$NTOK 'BEGIN { srand(1); printf "[1"; for (i = 1; i < n; i++) printf ", %d", 3 + int(rand() * 509); print "]" }' >"$TOKENS"
 
 # Flops per token: 2 per weight of the products (the output matrix for the
 # scored half of each chunk only), plus attention (q.k and p.v over on
@@ -44,7 +45,7 @@ FLOPS=$(awk -v l=$LAYERS -v d=$HIDDEN -v f=$FFN -v v=$VOCAB -v kv=$KV_DIM -v c=$
 LANES=4 ISA=sse
 grep -qw avx2 /proc/cpuinfo && LANES=8 ISA=avx2
 grep -qw avx512f /proc/cpuinfo && LANES=16 ISA=avx512
-MHZ=$(awk -F: '/^cpu MHz/ { print $2; exit }' /proc/cpuinfo)
+MHZ=$(awk -F: '/^cpu MHz/ { gsub(/ /, "", $2); print $2; exit }' /proc/cpuinfo)
 MHZ=${MHZ:-0}
 NOMINAL1=$(awk -v l=$LANES -v m="$MHZ" 'BEGIN { printf "%.1f", l * 4 * m / 1000 }')
 
@@ -67,10 +68,10 @@ for t in 1 2; do
     peak=$("$BUILD/tests/util_gemmbench" peak -t $t | sed 's/peak_gflops=\([0-9.]*\).*/\1/')
     g=$("$BUILD/tests/util_gemmbench" gemm 5632 2048 $N_CTX -t $t | sed 's/gflops=//')
     tps=$(run_verify "$MODEL" f32 $t)
-    awk -v t=$t -v tps="$tps" -v f="$FLOPS" -v nom="$NOMINAL1" -v peak="$peak" -v g="$g" 'BEGIN {
+    awk -v t=$t -v tps="$tps" -v f="$FLOPS" -v nom="$NOMINAL1" -v peak="$peak" -v g="$g" -v c=$N_CTX 'BEGIN {
         gf = tps * f / 1e9; nominal = nom * t
         printf "F32 weights, %d thread%s: %7.1f tokens/s = %6.1f GFLOP/s: %3.0f%% of nominal peak %.0f, %3.0f%% of measured peak %.0f (qf_gemm alone, 5632x2048x%d: %.0f GFLOP/s)\n",
-            t, t > 1 ? "s" : " ", tps, gf, 100 * gf / nominal, nominal, 100 * gf / peak, peak, ENVIRON["N_CTX"] ? ENVIRON["N_CTX"] : 512, g }'
+            t, (t > 1 ? "s" : " "), tps, gf, 100 * gf / nominal, nominal, 100 * gf / peak, peak, c, g }'
     eval "TPS_$t=$tps"
 done
 # TinyLlama-1.1B has 22 layers: the same per-layer speed gives

@@ -991,6 +991,13 @@ int qf_pkl_read(const void *buf, uint64_t size, const char *name, const qf_pkl_a
         p->lim.max_memo = QF_PKL_MAX_MEMO;
     if (p->lim.max_depth == 0)
         p->lim.max_depth = QF_PKL_MAX_DEPTH;
+    /* Never NULL: opcodes take `stack + k` even when nothing is on it. */
+    p->cap_stack = 256;
+    p->stack = malloc((size_t)p->cap_stack * sizeof *p->stack);
+    if (!p->stack) {
+        qf_pkl_free(p);
+        return qf_err_set(err, QF_ENOMEM, "%s: out of memory", name);
+    }
     rc = run(p);
     /* The parse state is not needed any more. */
     free(p->stack);

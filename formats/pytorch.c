@@ -140,6 +140,9 @@ static const qf_pkl_allow ALLOW[] = {
 
 #define N_ALLOW (sizeof ALLOW / sizeof ALLOW[0])
 
+/* qf_pt_tensor_st copies shapes into qf_st_tensor. */
+_Static_assert(QF_PT_MAX_DIMS == QF_ST_MAX_DIMS, "qf_pt_tensor and qf_st_tensor hold as many dims");
+
 /* Preference among several nested dicts of tensors (by their key). */
 static const char *const PREFERRED[] = { "state_dict", "model_state_dict", "model", "module",
                                          "network", "net", "params", "weights" };
@@ -220,6 +223,8 @@ typedef struct pt_ctx {
     int32_t *name_of;      /* per object id: the dict pair that names it, or -1 */
     pt_view *views;
     uint32_t n_views, cap_views;
+    int32_t *key_slots;    /* open addressing: storage index + 1, or 0 */
+    uint32_t cap_slots;    /* a power of two, > 2 x storages */
     qf_pkl_id dict;        /* the state dict */
     qf_err *err;
 } pt_ctx;
@@ -596,6 +601,43 @@ static int storage_key_ok(const char *s, uint64_t n)
     return 1;
 }
 
+/* Storage keys -> storages: a hash table, so that many storages (or many
+ * persistent ids naming one) cost linear time. */
+static uint32_t key_slot(const pt_ctx *c, const char *key)
+{
+    uint32_t h = 2166136261u, mask = c->cap_slots - 1, at;
+    const unsigned char *k;
+
+    for (k = (const unsigned char *)key; *k; k++)
+        h = (h ^ *k) * 16777619u;
+    for (at = h & mask;; at = (at + 1) & mask) {
+        int32_t v = c->key_slots[at];
+        if (v == 0 || strcmp(c->f->storages[v - 1].key, key) == 0)
+            return at;
+    }
+}
+
+/* Keep the table under half full (room for one more storage). */
+static int grow_slots(pt_ctx *c)
+{
+    uint32_t cap = c->cap_slots ? c->cap_slots : 64, i;
+    int32_t *ns;
+
+    while ((uint64_t)(c->f->n_storages + 1) * 2 > cap)
+        cap *= 2;
+    if (cap == c->cap_slots)
+        return 0;
+    ns = calloc(cap, sizeof *ns);
+    if (!ns)
+        return qf_err_set(c->err, QF_ENOMEM, "%s: out of memory", c->path);
+    free(c->key_slots);
+    c->key_slots = ns;
+    c->cap_slots = cap;
+    for (i = 0; i < c->f->n_storages; i++)
+        c->key_slots[key_slot(c, c->f->storages[i].key)] = (int32_t)i + 1;
+    return 0;
+}
+
 static int do_persid(pt_ctx *c, qf_pkl_id id)
 {
     const qf_pkl_obj *p = obj(c, id), *t = obj(c, p->arg), *it[5];
@@ -606,7 +648,7 @@ static int do_persid(pt_ctx *c, qf_pkl_id id)
     uint64_t esz, need, size;
     const uint8_t *data;
     int64_t e;
-    uint32_t i;
+    uint32_t i, slot;
     int tag, rc;
 
     if (!t || t->kind != QF_PKL_TUPLE)
@@ -649,10 +691,12 @@ static int do_persid(pt_ctx *c, qf_pkl_id id)
     g = global_of(c, it[1]);
 
     /* The same key again: it must say the same thing. */
-    for (i = 0; i < f->n_storages; i++) {
+    if ((rc = grow_slots(c)) != 0)
+        return rc;
+    slot = key_slot(c, key);
+    if (c->key_slots[slot] > 0) {
+        i = (uint32_t)c->key_slots[slot] - 1;
         s = &f->storages[i];
-        if (strcmp(s->key, key) != 0)
-            continue;
         if (strcmp(s->type_name, g->name) != 0 || s->numel != (uint64_t)it[4]->i)
             return pkl_fail(c, QF_EFORMAT, p->offset,
                             "storage \"%s\" is declared as %s of %" PRIu64 " and as %s of %" PRId64,
@@ -698,6 +742,7 @@ static int do_persid(pt_ctx *c, qf_pkl_id id)
     s->data = data;
     s->offset = qf_zip_entry_at(f->zip, e)->data_offset;
     s->entry = e;
+    c->key_slots[slot] = (int32_t)f->n_storages + 1;
     c->storage_of[id] = (int32_t)f->n_storages++;
     return 0;
 }
@@ -1474,6 +1519,7 @@ done:
     free(c.view_of);
     free(c.name_of);
     free(c.views);
+    free(c.key_slots);
     qf_pkl_free(c.pkl);
     return rc;
 }

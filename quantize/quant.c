@@ -108,10 +108,10 @@ void qf_quant_simd_set_level(int level)
 #define NO_SIMD { NULL, NULL }
 
 static const quant_entry QUANT_TABLE[] = {
-    { QF_GGML_Q4_0, qf_quant_row_q4_0, qf_quant_dequant_q4_0, NO_SIMD },
-    { QF_GGML_Q4_1, qf_quant_row_q4_1, qf_quant_dequant_q4_1, NO_SIMD },
-    { QF_GGML_Q5_0, qf_quant_row_q5_0, qf_quant_dequant_q5_0, NO_SIMD },
-    { QF_GGML_Q5_1, qf_quant_row_q5_1, qf_quant_dequant_q5_1, NO_SIMD },
+    { QF_GGML_Q4_0, qf_quant_row_q4_0, qf_quant_dequant_q4_0, SIMD(qf_quant_row_q4_0) },
+    { QF_GGML_Q4_1, qf_quant_row_q4_1, qf_quant_dequant_q4_1, SIMD(qf_quant_row_q4_1) },
+    { QF_GGML_Q5_0, qf_quant_row_q5_0, qf_quant_dequant_q5_0, SIMD(qf_quant_row_q5_0) },
+    { QF_GGML_Q5_1, qf_quant_row_q5_1, qf_quant_dequant_q5_1, SIMD(qf_quant_row_q5_1) },
     { QF_GGML_Q8_0, qf_quant_row_q8_0, qf_quant_dequant_q8_0, NO_SIMD },
     { QF_GGML_Q2_K, qf_quant_row_q2_k, qf_quant_dequant_q2_k, SIMD(qf_quant_row_q2_k) },
     { QF_GGML_Q3_K, qf_quant_row_q3_k, qf_quant_dequant_q3_k, SIMD(qf_quant_row_q3_k) },
@@ -184,6 +184,21 @@ static int all_finite(const float *x, int64_t n)
     return 1;
 }
 
+typedef int (*finite_fn)(const float *x, int64_t n);
+
+/* The finiteness check at the current SIMD level. */
+static finite_fn finite_check(void)
+{
+#ifdef QF_QUANT_X86
+    switch (qf_quant_simd_level()) {
+    case QF_SIMD_AVX512: return qf_quant_all_finite_avx512;
+    case QF_SIMD_AVX2: return qf_quant_all_finite_avx2;
+    default: break;
+    }
+#endif
+    return all_finite;
+}
+
 int qf_quant_rows(int type, const float *src, void *dst, int64_t nrows, int64_t n_per_row,
                   const float *imatrix)
 {
@@ -206,11 +221,12 @@ int qf_quant_rows(int type, const float *src, void *dst, int64_t nrows, int64_t 
 
     const quant_entry *e = find_entry(type);
     const row_quant_fn quant = row_quantizer(e);
-    if (imatrix && !all_finite(imatrix, n_per_row))
+    const finite_fn finite = finite_check();
+    if (imatrix && !finite(imatrix, n_per_row))
         return QF_EINVAL;
     for (int64_t r = 0; r < nrows; r++) {
         const float *x = src + r * n_per_row;
-        if (!all_finite(x, n_per_row))
+        if (!finite(x, n_per_row))
             return QF_EINVAL;
         quant(x, (uint8_t *)dst + (size_t)r * row_size, n_per_row, imatrix);
     }

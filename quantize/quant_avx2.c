@@ -32,6 +32,8 @@ FN vf vf_sub(vf a, vf b) { return _mm256_sub_ps(a, b); }
 FN vf vf_mul(vf a, vf b) { return _mm256_mul_ps(a, b); }
 FN vf vf_div(vf a, vf b) { return _mm256_div_ps(a, b); }
 FN vf vf_sqrt(vf a) { return _mm256_sqrt_ps(a); }
+/* to the nearest integer, ties to even (not MXCSR's mode) */
+FN vf vf_round(vf a) { return _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
 FN vf vf_abs(vf a) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a); }
 FN vf vf_neg(vf a) { return _mm256_xor_ps(_mm256_set1_ps(-0.0f), a); }
 /* a < b ? a : b and a > b ? a : b, exactly (b when they compare equal) */
@@ -70,6 +72,8 @@ FN vi vi_sel(vm m, vi a, vi b)
 }
 FN vi vi_bits(vf a) { return _mm256_castps_si256(a); }
 FN vf vf_from_vi(vi a) { return _mm256_cvtepi32_ps(a); }
+/* a whole number (|a| < 2^31) to int */
+FN vi vi_cvt(vf a) { return _mm256_cvtps_epi32(a); }
 /* the 8 lanes (each 0..255) as bytes */
 FN void vi_store_u8(uint8_t *p, vi v)
 {
@@ -90,6 +94,28 @@ FN vf lut16_get(lut16 t, vi idx)
 {
     const vf a = _mm256_permutevar8x32_ps(t.lo, idx), b = _mm256_permutevar8x32_ps(t.hi, idx);
     return _mm256_blendv_ps(a, b, _mm256_castsi256_ps(_mm256_cmpgt_epi32(idx, _mm256_set1_epi32(7))));
+}
+
+/* dst[c * dst_stride + r] = src[r * src_stride + c] for an 8 x 8 block */
+FN void tr_block(const float *src, int src_stride, float *dst, int dst_stride)
+{
+    __m256 r[8], t[8], u[8];
+    for (int k = 0; k < 8; k++)
+        r[k] = _mm256_loadu_ps(src + k * src_stride);
+    for (int k = 0; k < 8; k += 2) {
+        t[k] = _mm256_unpacklo_ps(r[k], r[k + 1]);
+        t[k + 1] = _mm256_unpackhi_ps(r[k], r[k + 1]);
+    }
+    for (int k = 0; k < 8; k += 4) {
+        u[k] = _mm256_shuffle_ps(t[k], t[k + 2], 0x44);
+        u[k + 1] = _mm256_shuffle_ps(t[k], t[k + 2], 0xEE);
+        u[k + 2] = _mm256_shuffle_ps(t[k + 1], t[k + 3], 0x44);
+        u[k + 3] = _mm256_shuffle_ps(t[k + 1], t[k + 3], 0xEE);
+    }
+    for (int k = 0; k < 4; k++) {
+        _mm256_storeu_ps(dst + k * dst_stride, _mm256_permute2f128_ps(u[k], u[k + 4], 0x20));
+        _mm256_storeu_ps(dst + (k + 4) * dst_stride, _mm256_permute2f128_ps(u[k], u[k + 4], 0x31));
+    }
 }
 
 #include "quantize/quant_x86.inc"

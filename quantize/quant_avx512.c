@@ -33,6 +33,11 @@ FN vf vf_sub(vf a, vf b) { return _mm512_sub_ps(a, b); }
 FN vf vf_mul(vf a, vf b) { return _mm512_mul_ps(a, b); }
 FN vf vf_div(vf a, vf b) { return _mm512_div_ps(a, b); }
 FN vf vf_sqrt(vf a) { return _mm512_sqrt_ps(a); }
+/* to the nearest integer, ties to even (not MXCSR's mode) */
+FN vf vf_round(vf a)
+{
+    return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
 FN vf vf_abs(vf a)
 {
     return _mm512_castsi512_ps(
@@ -75,6 +80,8 @@ FN vi vi_srl1(vi a) { return _mm512_srli_epi32(a, 1); }
 FN vi vi_sel(vm m, vi a, vi b) { return _mm512_mask_blend_epi32(m, b, a); }
 FN vi vi_bits(vf a) { return _mm512_castps_si512(a); }
 FN vf vf_from_vi(vi a) { return _mm512_cvtepi32_ps(a); }
+/* a whole number (|a| < 2^31) to int */
+FN vi vi_cvt(vf a) { return _mm512_cvtps_epi32(a); }
 /* the 16 lanes (each 0..255) as bytes */
 FN void vi_store_u8(uint8_t *p, vi v)
 {
@@ -91,6 +98,37 @@ FN lut16 lut16_load(const float *t)
     return r;
 }
 FN vf lut16_get(lut16 t, vi idx) { return _mm512_permutexvar_ps(idx, t.t); }
+
+/* dst[c * dst_stride + r] = src[r * src_stride + c] for a 16 x 16 block:
+ * pairs interleaved within 128-bit lanes, then quads, then the 128-bit
+ * lanes gathered (u[4j + m] holds, in lane L, column 4L + m of rows
+ * 4j..4j+3). */
+FN void tr_block(const float *src, int src_stride, float *dst, int dst_stride)
+{
+    __m512 r[16], t[16], u[16];
+    for (int k = 0; k < 16; k++)
+        r[k] = _mm512_loadu_ps(src + k * src_stride);
+    for (int k = 0; k < 16; k += 2) {
+        t[k] = _mm512_unpacklo_ps(r[k], r[k + 1]);
+        t[k + 1] = _mm512_unpackhi_ps(r[k], r[k + 1]);
+    }
+    for (int k = 0; k < 16; k += 4) {
+        u[k] = _mm512_shuffle_ps(t[k], t[k + 2], 0x44);
+        u[k + 1] = _mm512_shuffle_ps(t[k], t[k + 2], 0xEE);
+        u[k + 2] = _mm512_shuffle_ps(t[k + 1], t[k + 3], 0x44);
+        u[k + 3] = _mm512_shuffle_ps(t[k + 1], t[k + 3], 0xEE);
+    }
+    for (int m = 0; m < 4; m++) {
+        const __m512 xa = _mm512_shuffle_f32x4(u[m], u[4 + m], 0x88);
+        const __m512 xb = _mm512_shuffle_f32x4(u[m], u[4 + m], 0xDD);
+        const __m512 ya = _mm512_shuffle_f32x4(u[8 + m], u[12 + m], 0x88);
+        const __m512 yb = _mm512_shuffle_f32x4(u[8 + m], u[12 + m], 0xDD);
+        _mm512_storeu_ps(dst + m * dst_stride, _mm512_shuffle_f32x4(xa, ya, 0x88));
+        _mm512_storeu_ps(dst + (8 + m) * dst_stride, _mm512_shuffle_f32x4(xa, ya, 0xDD));
+        _mm512_storeu_ps(dst + (4 + m) * dst_stride, _mm512_shuffle_f32x4(xb, yb, 0x88));
+        _mm512_storeu_ps(dst + (12 + m) * dst_stride, _mm512_shuffle_f32x4(xb, yb, 0xDD));
+    }
+}
 
 #include "quantize/quant_x86.inc"
 

@@ -439,6 +439,10 @@ void qf_quant_row_iq4_xs(const float *x, void *y, int64_t n, const float *qw);
  * Types without one use the scalar function at every level. */
 #ifdef QF_QUANT_X86
 #define QF_QUANT_SIMD_ROWS(sfx)                                                                \
+    void qf_quant_row_q4_0_##sfx(const float *x, void *y, int64_t n, const float *qw);       \
+    void qf_quant_row_q4_1_##sfx(const float *x, void *y, int64_t n, const float *qw);       \
+    void qf_quant_row_q5_0_##sfx(const float *x, void *y, int64_t n, const float *qw);       \
+    void qf_quant_row_q5_1_##sfx(const float *x, void *y, int64_t n, const float *qw);       \
     void qf_quant_row_q2_k_##sfx(const float *x, void *y, int64_t n, const float *qw);       \
     void qf_quant_row_q3_k_##sfx(const float *x, void *y, int64_t n, const float *qw);       \
     void qf_quant_row_q4_k_##sfx(const float *x, void *y, int64_t n, const float *qw);       \
@@ -449,6 +453,9 @@ void qf_quant_row_iq4_xs(const float *x, void *y, int64_t n, const float *qw);
 QF_QUANT_SIMD_ROWS(avx2)
 QF_QUANT_SIMD_ROWS(avx512)
 #undef QF_QUANT_SIMD_ROWS
+/* 1 if none of x[0..n) is inf or NaN (qf_quant_rows' input check) */
+int qf_quant_all_finite_avx2(const float *x, int64_t n);
+int qf_quant_all_finite_avx512(const float *x, int64_t n);
 #endif
 
 void qf_quant_dequant_q4_0(const void *x, float *y, int64_t n);

@@ -227,6 +227,20 @@ static void test_gemm_paths(void **state)
         assert_int_equal(qf_gemm(&m, x, K, T, y1, N, 3, NULL), 0);
         if (memcmp(y0, y1, T * N * sizeof(float)) != 0)
             fail_msg("qf_gemm path %s differs from the plain sums", qf_gemm_isa_name(isa));
+        /* vector times matrix: row 0 of x times W viewed as K x N (lda N),
+         * over every width up to N (the masked and copied tails) */
+        for (o = 1; o <= N; o += 7) {
+            float *v = y1 + T * N - N;
+            for (k = 0; k < o; k++) {
+                float s = 0.0f;
+                for (i = 0; i < 40; i++)
+                    s = s + x[i] * w[i * N + k];
+                row[k] = s;
+            }
+            qf_gemm_vecmat(v, x, w, N, 40, o);
+            if (memcmp(v, row, (size_t)o * sizeof(float)) != 0)
+                fail_msg("qf_gemm_vecmat path %s, width %d differs", qf_gemm_isa_name(isa), (int)o);
+        }
     }
     qf_gemm_set_isa(prev);
     qf_gemm_mat_free(&m);

@@ -4,7 +4,7 @@
  *
  *   util_gemmbench peak [-t N]
  *       multiply-then-add throughput of the widest vectors qf_gemm uses
- *       (registers only, 16 independent chains per thread): the F32 peak
+ *       (registers only, 8 independent chains per thread): the F32 peak
  *       qf_gemm could reach. Prints "peak_gflops=<x> isa=<name> threads=<n>".
  *   util_gemmbench gemm N_OUT N_IN N_TOK [-t N]
  *       qf_gemm on that shape (best of ~1 s of runs). Prints "gflops=<x>".
@@ -31,7 +31,7 @@ static double now_s(void)
 
 #define ITERS 100000000L
 
-/* 16 chains of b = b * m; a = a + b: one multiply and one add per chain and
+/* 8 chains of b = b * m; a = a + b: one multiply and one add per chain and
  * iteration, the pair qf_gemm's kernels issue. */
 #define BODY(T, MUL, ADD)                                                                         \
     b0 = MUL(b0, m); a0 = ADD(a0, b0); b1 = MUL(b1, m); a1 = ADD(a1, b1);                         \
@@ -42,9 +42,13 @@ static double now_s(void)
 #ifdef X86
 __attribute__((target("avx512f"))) static float spin512(long n)
 {
-    __m512 m = _mm512_set1_ps(0.9999999f), a0 = _mm512_set1_ps(1), a1 = a0, a2 = a0, a3 = a0,
-           a4 = a0, a5 = a0, a6 = a0, a7 = a0, b0 = _mm512_set1_ps(1e-3f), b1 = b0, b2 = b0,
-           b3 = b0, b4 = b0, b5 = b0, b6 = b0, b7 = b0;
+    /* distinct starting values, or the compiler merges identical chains */
+    __m512 m = _mm512_set1_ps(0.9999999f), a0 = _mm512_set1_ps(1), a1 = _mm512_set1_ps(2),
+           a2 = _mm512_set1_ps(3), a3 = _mm512_set1_ps(4), a4 = _mm512_set1_ps(5),
+           a5 = _mm512_set1_ps(6), a6 = _mm512_set1_ps(7), a7 = _mm512_set1_ps(8),
+           b0 = _mm512_set1_ps(1e-3f), b1 = _mm512_set1_ps(2e-3f), b2 = _mm512_set1_ps(3e-3f),
+           b3 = _mm512_set1_ps(4e-3f), b4 = _mm512_set1_ps(5e-3f), b5 = _mm512_set1_ps(6e-3f),
+           b6 = _mm512_set1_ps(7e-3f), b7 = _mm512_set1_ps(8e-3f);
     long i;
     for (i = 0; i < n; i++) {
         BODY(__m512, _mm512_mul_ps, _mm512_add_ps)
@@ -56,9 +60,10 @@ __attribute__((target("avx512f"))) static float spin512(long n)
 
 __attribute__((target("avx2"))) static float spin256(long n)
 {
-    /* 8 chains: 16 of ymm would spill */
-    __m256 m = _mm256_set1_ps(0.9999999f), a0 = _mm256_set1_ps(1), a1 = a0, a2 = a0, a3 = a0,
-           b0 = _mm256_set1_ps(1e-3f), b1 = b0, b2 = b0, b3 = b0;
+    /* 4 chains run twice as often: 16 ymm registers hold no more */
+    __m256 m = _mm256_set1_ps(0.9999999f), a0 = _mm256_set1_ps(1), a1 = _mm256_set1_ps(2),
+           a2 = _mm256_set1_ps(3), a3 = _mm256_set1_ps(4), b0 = _mm256_set1_ps(1e-3f),
+           b1 = _mm256_set1_ps(2e-3f), b2 = _mm256_set1_ps(3e-3f), b3 = _mm256_set1_ps(4e-3f);
     float out[8];
     long i;
     for (i = 0; i < 2 * n; i++) {
@@ -74,7 +79,8 @@ __attribute__((target("avx2"))) static float spin256(long n)
 
 static float spin_scalar(long n)
 {
-    float m = 0.9999999f, a0 = 1, a1 = 1, a2 = 1, a3 = 1, b0 = 1e-3f, b1 = b0, b2 = b0, b3 = b0;
+    float m = 0.9999999f, a0 = 1, a1 = 2, a2 = 3, a3 = 4, b0 = 1e-3f, b1 = 2e-3f, b2 = 3e-3f,
+          b3 = 4e-3f;
     long i;
     for (i = 0; i < 2 * n; i++) {
         b0 = b0 * m; a0 = a0 + b0; b1 = b1 * m; a1 = a1 + b1;

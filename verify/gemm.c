@@ -49,7 +49,10 @@ int qf_gemm_mat_alloc(qf_gemm_mat *m, int64_t n_out, int64_t n_in, qf_err *err)
     if (bytes > SIZE_MAX || !(m->data = aligned_alloc(64, (size_t)bytes)))
         return qf_err_set(err, QF_ENOMEM, "out of memory (matrix of %lld x %lld)",
                           (long long)n_out, (long long)n_in);
-    memset(m->data, 0, (size_t)bytes);
+    /* rows past n_out in the last panel must read as zero; the others are
+     * all written by qf_gemm_mat_set_rows (zeroing them too would touch
+     * every page twice) */
+    memset(m->data + (n_panels(n_out) - 1) * n_in * NR, 0, (size_t)n_in * NR * sizeof(float));
     m->n_out = n_out;
     m->n_in = n_in;
     return 0;
@@ -133,11 +136,18 @@ static void kernel_generic(const float *xp, const float *wp, int64_t kc, float *
     store_tile(t, y, ldy, mr, nr);
 }
 
-static void axpy_generic(float *y, float a, const float *x, int64_t n)
+static void vecmat_generic(float *y, const float *x, const float *a, int64_t lda, int64_t n_in,
+                           int64_t n)
 {
-    int64_t i;
-    for (i = 0; i < n; i++)
-        y[i] = y[i] + a * x[i];
+    int64_t j, k;
+    for (j = 0; j < n; j++)
+        y[j] = 0.0f;
+    for (k = 0; k < n_in; k++) {
+        const float *ak = a + k * lda;
+        float xk = x[k];
+        for (j = 0; j < n; j++)
+            y[j] = y[j] + xk * ak[j];
+    }
 }
 
 #ifdef QF_X86
@@ -185,16 +195,28 @@ __attribute__((target("avx2"))) static void kernel_avx2(const float *xp, const f
     store_tile(t, y, ldy, mr, nr);
 }
 
-__attribute__((target("avx2"))) static void axpy_avx2(float *y, float a, const float *x,
-                                                      int64_t n)
+/* 32 columns at a time in four registers; the last block through a copy. */
+__attribute__((target("avx2"))) static void vecmat_avx2(float *y, const float *x, const float *a,
+                                                        int64_t lda, int64_t n_in, int64_t n)
 {
-    __m256 va = _mm256_set1_ps(a);
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(y + i),
-                                              _mm256_mul_ps(va, _mm256_loadu_ps(x + i))));
-    for (; i < n; i++)
-        y[i] = y[i] + a * x[i];
+    int64_t j, k;
+    for (j = 0; j + 32 <= n; j += 32) {
+        __m256 c0 = _mm256_setzero_ps(), c1 = c0, c2 = c0, c3 = c0;
+        const float *ak = a + j;
+        for (k = 0; k < n_in; k++, ak += lda) {
+            __m256 xv = _mm256_broadcast_ss(x + k);
+            c0 = _mm256_add_ps(c0, _mm256_mul_ps(xv, _mm256_loadu_ps(ak)));
+            c1 = _mm256_add_ps(c1, _mm256_mul_ps(xv, _mm256_loadu_ps(ak + 8)));
+            c2 = _mm256_add_ps(c2, _mm256_mul_ps(xv, _mm256_loadu_ps(ak + 16)));
+            c3 = _mm256_add_ps(c3, _mm256_mul_ps(xv, _mm256_loadu_ps(ak + 24)));
+        }
+        _mm256_storeu_ps(y + j, c0);
+        _mm256_storeu_ps(y + j + 8, c1);
+        _mm256_storeu_ps(y + j + 16, c2);
+        _mm256_storeu_ps(y + j + 24, c3);
+    }
+    if (j < n)
+        vecmat_generic(y + j, x, a + j, lda, n_in, n - j);
 }
 
 #define ACC2(r)                                                                                   \
@@ -235,18 +257,34 @@ __attribute__((target("avx512f"))) static void kernel_avx512(const float *xp, co
         store_tile(t, y, ldy, mr, nr);
 }
 
-__attribute__((target("avx512f"))) static void axpy_avx512(float *y, float a, const float *x,
-                                                           int64_t n)
+/* 64 columns at a time in four registers, the tail under a mask. */
+__attribute__((target("avx512f"))) static void vecmat_avx512(float *y, const float *x,
+                                                             const float *a, int64_t lda,
+                                                             int64_t n_in, int64_t n)
 {
-    __m512 va = _mm512_set1_ps(a);
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16)
-        _mm512_storeu_ps(y + i, _mm512_add_ps(_mm512_loadu_ps(y + i),
-                                              _mm512_mul_ps(va, _mm512_loadu_ps(x + i))));
-    if (i < n) {
-        __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
-        __m512 yv = _mm512_maskz_loadu_ps(m, y + i), xv = _mm512_maskz_loadu_ps(m, x + i);
-        _mm512_mask_storeu_ps(y + i, m, _mm512_add_ps(yv, _mm512_mul_ps(va, xv)));
+    int64_t j, k;
+    for (j = 0; j + 64 <= n; j += 64) {
+        __m512 c0 = _mm512_setzero_ps(), c1 = c0, c2 = c0, c3 = c0;
+        const float *ak = a + j;
+        for (k = 0; k < n_in; k++, ak += lda) {
+            __m512 xv = _mm512_set1_ps(x[k]);
+            c0 = _mm512_add_ps(c0, _mm512_mul_ps(xv, _mm512_loadu_ps(ak)));
+            c1 = _mm512_add_ps(c1, _mm512_mul_ps(xv, _mm512_loadu_ps(ak + 16)));
+            c2 = _mm512_add_ps(c2, _mm512_mul_ps(xv, _mm512_loadu_ps(ak + 32)));
+            c3 = _mm512_add_ps(c3, _mm512_mul_ps(xv, _mm512_loadu_ps(ak + 48)));
+        }
+        _mm512_storeu_ps(y + j, c0);
+        _mm512_storeu_ps(y + j + 16, c1);
+        _mm512_storeu_ps(y + j + 32, c2);
+        _mm512_storeu_ps(y + j + 48, c3);
+    }
+    for (; j < n; j += 16) {
+        __mmask16 m = (__mmask16)(n - j >= 16 ? 0xFFFF : (1u << (n - j)) - 1);
+        __m512 c0 = _mm512_setzero_ps();
+        const float *ak = a + j;
+        for (k = 0; k < n_in; k++, ak += lda)
+            c0 = _mm512_add_ps(c0, _mm512_mul_ps(_mm512_set1_ps(x[k]), _mm512_maskz_loadu_ps(m, ak)));
+        _mm512_mask_storeu_ps(y + j, m, c0);
     }
 }
 
@@ -258,7 +296,8 @@ __attribute__((target("avx512f"))) static void axpy_avx512(float *y, float a, co
 
 static int isa_now; /* 0 until first use */
 static kernel_fn kernel_now = kernel_generic;
-static void (*axpy_now)(float *, float, const float *, int64_t) = axpy_generic;
+static void (*vecmat_now)(float *, const float *, const float *, int64_t, int64_t,
+                          int64_t) = vecmat_generic;
 
 static int isa_best(void)
 {
@@ -281,17 +320,17 @@ int qf_gemm_set_isa(int isa)
 #ifdef QF_X86
     case QF_GEMM_ISA_AVX512:
         kernel_now = kernel_avx512;
-        axpy_now = axpy_avx512;
+        vecmat_now = vecmat_avx512;
         break;
     case QF_GEMM_ISA_AVX2:
         kernel_now = kernel_avx2;
-        axpy_now = axpy_avx2;
+        vecmat_now = vecmat_avx2;
         break;
 #endif
     default:
         isa = QF_GEMM_ISA_GENERIC;
         kernel_now = kernel_generic;
-        axpy_now = axpy_generic;
+        vecmat_now = vecmat_generic;
     }
     isa_now = isa;
     return isa;
@@ -314,11 +353,12 @@ const char *qf_gemm_isa_name(int isa)
     }
 }
 
-void qf_gemm_axpy(float *y, float a, const float *x, int64_t n)
+void qf_gemm_vecmat(float *y, const float *x, const float *a, int64_t lda, int64_t n_in,
+                    int64_t n)
 {
     if (!isa_now)
         qf_gemm_isa();
-    axpy_now(y, a, x, n);
+    vecmat_now(y, x, a, lda, n_in, n);
 }
 
 /* =====================================================================

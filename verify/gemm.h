@@ -46,7 +46,9 @@ typedef struct qf_gemm_mat {
     float *data;    /* ceil(n_out / NR) panels of n_in * NR floats, 64-byte aligned */
 } qf_gemm_mat;
 
-/* Allocate a zeroed matrix. Returns 0, QF_EINVAL (a size <= 0) or QF_ENOMEM. */
+/* Allocate a matrix: every row must then be stored with qf_gemm_mat_set_rows
+ * (the padding rows are zero). Returns 0, QF_EINVAL (a size <= 0) or
+ * QF_ENOMEM. */
 int qf_gemm_mat_alloc(qf_gemm_mat *m, int64_t n_out, int64_t n_in, qf_err *err);
 void qf_gemm_mat_free(qf_gemm_mat *m); /* accepts NULL and a zeroed struct */
 
@@ -64,8 +66,14 @@ void qf_gemm_mat_get_row(const qf_gemm_mat *m, int64_t row, float *dst);
 int qf_gemm(const qf_gemm_mat *w, const float *x, int64_t ldx, int64_t n_tok, float *y,
             int64_t ldy, int n_threads, qf_err *err);
 
-/* y[i] = y[i] + a * x[i] for i < n (multiply, then add: same bits on every path). */
-void qf_gemm_axpy(float *y, float a, const float *x, int64_t n);
+/*
+ * Vector times matrix: y[j] = sum over k = 0 .. n_in-1 of x[k] * a[k * lda + j]
+ * for j < n, each sum from 0 in increasing k (same bits on every path). The
+ * attention products are of this form: scores = q . K^T with keys stored
+ * transposed, and the weighted sum of values.
+ */
+void qf_gemm_vecmat(float *y, const float *x, const float *a, int64_t lda, int64_t n_in,
+                    int64_t n);
 
 /* Instruction sets for the kernels. AUTO picks the widest the CPU and OS
  * support; the others force a path (tests use this to check that every path

@@ -817,9 +817,8 @@ typedef struct {
 } attn_job;
 
 /* One item = one (token, head): softmax(q . K / sqrt(head_dim)) . V over
- * positions 0 .. pos0 + t. Scores and weighted sums run over positions
- * with qf_gemm_axpy (vectorized across positions or head dimensions, each
- * sum still in order). */
+ * positions 0 .. pos0 + t. Both products are qf_gemm_vecmat (vectorized
+ * across positions or head dimensions, each sum in order). */
 static int attn_items(void *ctx, int64_t begin, int64_t end, int worker)
 {
     attn_job *j = ctx;
@@ -847,9 +846,7 @@ static int attn_items(void *ctx, int64_t begin, int64_t end, int worker)
                 qr[d] = round_f16(q[d]);
             q = qr;
         }
-        memset(sc, 0, (size_t)n_kv * sizeof(float));
-        for (d = 0; d < hd; d++)
-            qf_gemm_axpy(sc, q[d], kt + d * s->n_ctx, n_kv);
+        qf_gemm_vecmat(sc, q, kt, s->n_ctx, hd, n_kv);
         mx = -INFINITY;
         for (p = 0; p < n_kv; p++) {
             sc[p] = sc[p] * scale;
@@ -861,13 +858,9 @@ static int attn_items(void *ctx, int64_t begin, int64_t end, int worker)
             sum += (double)sc[p];
         }
         inv = (float)(1.0 / sum);
-        memset(o, 0, (size_t)hd * sizeof(float));
-        for (p = 0; p < n_kv; p++) {
-            float wgt = sc[p] * inv;
-            if (ggml)
-                wgt = round_f16(wgt);
-            qf_gemm_axpy(o, wgt, vc + p * kv_dim, hd);
-        }
+        for (p = 0; p < n_kv; p++)
+            sc[p] = ggml ? round_f16(sc[p] * inv) : sc[p] * inv;
+        qf_gemm_vecmat(o, sc, vc, kv_dim, n_kv, hd);
     }
     return 0;
 }
