@@ -21,6 +21,7 @@
 #include "formats/hash.h"
 #include "formats/parallel.h"
 #include "formats/safetensors.h"
+#include "formats/weights.h"
 #include "formats/types.h"
 #include "quantize/quant.h"
 
@@ -118,7 +119,7 @@ typedef struct {
 
 struct qf_convert {
     char *dir;
-    qf_st *st;
+    qf_weights *st;      /* the weight files: safetensors or PyTorch */
     const arch_entry *arch;
     hparams hp;
     qf_outtype outtype;
@@ -155,7 +156,7 @@ void qf_convert_free(qf_convert *c)
     for (i = 0; i < c->nt; i++)
         free(c->t[i].generated);
     free(c->t);
-    qf_st_close(c->st);
+    qf_weights_close(c->st);
     qf_vocab_free(c->vocab);
     qf_names_free(&c->names);
     qf_gguf_writer_free(c->w);
@@ -715,16 +716,16 @@ int qf_convert_plan(const char *dir, const qf_convert_opts *opts, qf_convert **o
     }
     if ((rc = read_config(c, &name_or_path, err)) != 0)
         goto done;
-    if ((rc = qf_st_open(dir, &c->st, err)) != 0)
+    if ((rc = qf_weights_open(dir, &c->st, err)) != 0)
         goto done;
-    n_in = qf_st_tensor_count(c->st);
+    n_in = qf_weights_count(c->st);
 
     /* output type "auto": the dtype of the first 2-D tensor */
     c->outtype = opts->outtype;
     if (c->outtype == QF_OUTTYPE_AUTO) {
         c->outtype = QF_OUTTYPE_F16;
         for (i = 0; i < n_in; i++) {
-            const qf_st_tensor *t = qf_st_tensor_at(c->st, i);
+            const qf_st_tensor *t = qf_weights_at(c->st, i);
             if (t->n_dims == 2) {
                 if (t->dtype == QF_DTYPE_BF16)
                     c->outtype = QF_OUTTYPE_BF16;
@@ -736,10 +737,10 @@ int qf_convert_plan(const char *dir, const qf_convert_opts *opts, qf_convert **o
     /* Tied embeddings stored the other way round: only lm_head.weight, with
      * __metadata__ naming model.embed_tokens.weight as its alias (what
      * safetensors' save_model writes for shared tensors). */
-    embd_src = qf_st_find(c->st, "model.embed_tokens.weight");
-    lm_src = qf_st_find(c->st, "lm_head.weight");
+    embd_src = qf_weights_find(c->st, "model.embed_tokens.weight");
+    lm_src = qf_weights_find(c->st, "lm_head.weight");
     if (embd_src < 0 && lm_src >= 0) {
-        const char *alias = qf_st_meta_get(c->st, "model.embed_tokens.weight");
+        const char *alias = qf_weights_meta_get(c->st, "model.embed_tokens.weight");
         if ((alias && strcmp(alias, "lm_head.weight") == 0) || c->hp.tied)
             c->hp.tied = 2; /* lm_head stands for both */
     }
@@ -763,7 +764,7 @@ int qf_convert_plan(const char *dir, const qf_convert_opts *opts, qf_convert **o
             }
         }
         for (i = 0; i < n_in; i++) {
-            const qf_st_tensor *t = qf_st_tensor_at(c->st, i);
+            const qf_st_tensor *t = qf_weights_at(c->st, i);
             char gname[QF_GGUF_MAX_NAME + 32];
             uint64_t layer, want[2] = { 0, 0 };
             const name_map *e = NULL;
@@ -775,7 +776,7 @@ int qf_convert_plan(const char *dir, const qf_convert_opts *opts, qf_convert **o
             m = map_name(t->name, c->hp.n_layer, gname, sizeof gname, &layer, &e);
             if (m < 0) {
                 rc = qf_err_set(err, QF_EFORMAT, "%s: tensor \"%s\": layer beyond \"num_hidden_layers\" = %" PRIu64,
-                                qf_st_file_path(c->st, t->file), t->name, c->hp.n_layer);
+                                qf_weights_file_path(c->st, t->file), t->name, c->hp.n_layer);
                 goto done;
             }
             if (m == 0)
@@ -786,7 +787,7 @@ int qf_convert_plan(const char *dir, const qf_convert_opts *opts, qf_convert **o
             if (t->dtype != QF_DTYPE_F32 && t->dtype != QF_DTYPE_F16 && t->dtype != QF_DTYPE_BF16 &&
                 t->dtype != QF_DTYPE_F64) {
                 rc = qf_err_set(err, QF_EUNSUPPORTED, "%s: tensor \"%s\": dtype %s is not a float type",
-                                qf_st_file_path(c->st, t->file), t->name, qf_dtype_name(t->dtype));
+                                qf_weights_file_path(c->st, t->file), t->name, qf_dtype_name(t->dtype));
                 goto done;
             }
             nd = expected_shape(c, gname, want);
@@ -798,12 +799,12 @@ int qf_convert_plan(const char *dir, const qf_convert_opts *opts, qf_convert **o
                 snprintf(exp, sizeof exp, nd == 1 ? "[%" PRIu64 "]" : "[%" PRIu64 ", %" PRIu64 "]", want[0],
                          nd > 1 ? want[1] : 0);
                 rc = qf_err_set(err, QF_EFORMAT, "%s: tensor \"%s\": shape %s does not match config.json (%s)",
-                                qf_st_file_path(c->st, t->file), t->name, got, exp);
+                                qf_weights_file_path(c->st, t->file), t->name, got, exp);
                 goto done;
             }
             if (t->n_dims > 4) {
                 rc = qf_err_set(err, QF_EUNSUPPORTED, "%s: tensor \"%s\": %u dimensions (GGUF allows 4)",
-                                qf_st_file_path(c->st, t->file), t->name, t->n_dims);
+                                qf_weights_file_path(c->st, t->file), t->name, t->n_dims);
                 goto done;
             }
             if ((c->arch->flags & ARCH_PERMUTE_QK) && e &&
@@ -812,7 +813,7 @@ int qf_convert_plan(const char *dir, const qf_convert_opts *opts, qf_convert **o
                                  : (c->hp.has_head_kv ? c->hp.n_head_kv : c->hp.n_head);
                 if (t->shape[0] % (2 * heads) != 0) {
                     rc = qf_err_set(err, QF_EFORMAT, "%s: tensor \"%s\": %" PRIu64 " rows do not split into %" PRIu64 " heads",
-                                    qf_st_file_path(c->st, t->file), t->name, t->shape[0], heads);
+                                    qf_weights_file_path(c->st, t->file), t->name, t->shape[0], heads);
                     goto done;
                 }
                 permute = (int)heads;
@@ -820,7 +821,7 @@ int qf_convert_plan(const char *dir, const qf_convert_opts *opts, qf_convert **o
             for (int64_t j = 0; j < c->nt; j++)
                 if (strcmp(c->t[j].name, gname) == 0) {
                     rc = qf_err_set(err, QF_EFORMAT, "%s: tensor \"%s\": a second source for \"%s\"",
-                                    qf_st_file_path(c->st, t->file), t->name, gname);
+                                    qf_weights_file_path(c->st, t->file), t->name, gname);
                     goto done;
                 }
             if ((rc = add_out(c, gname, i, permute, t->n_dims, t->shape, err)) != 0)
@@ -829,7 +830,7 @@ int qf_convert_plan(const char *dir, const qf_convert_opts *opts, qf_convert **o
         }
         /* tensors nothing maps: an error that lists them */
         for (i = 0; i < n_in; i++) {
-            const qf_st_tensor *t = qf_st_tensor_at(c->st, i);
+            const qf_st_tensor *t = qf_weights_at(c->st, i);
             size_t have = leftover ? strlen(leftover) : 0, need = strlen(t->name) + 4;
             char *nl;
             if (used[i])
@@ -990,7 +991,7 @@ int qf_convert_rows_f32(const qf_convert *c, int64_t i, uint64_t row0, uint64_t 
         memcpy(dst, o->generated + row0 * o->t.ne[0], (size_t)(n * o->t.ne[0]) * sizeof(float));
         return 0;
     }
-    st = qf_st_tensor_at(c->st, o->src);
+    st = qf_weights_at(c->st, o->src);
     in_row = (size_t)o->t.ne[0] * qf_dtype_size(st->dtype);
     hd = o->permute_heads ? rows / (uint64_t)o->permute_heads : 0;
     for (r = 0; r < n; r++) {
@@ -1003,7 +1004,7 @@ int qf_convert_rows_f32(const qf_convert *c, int64_t i, uint64_t row0, uint64_t 
 void qf_convert_release(const qf_convert *c, int64_t i)
 {
     if (i >= 0 && i < c->nt && c->t[i].src >= 0)
-        qf_st_release_tensor(c->st, c->t[i].src);
+        qf_weights_release_tensor(c->st, c->t[i].src);
 }
 
 void qf_convert_release_rows(const qf_convert *c, int64_t i, uint64_t row0, uint64_t n)
@@ -1014,8 +1015,8 @@ void qf_convert_release_rows(const qf_convert *c, int64_t i, uint64_t row0, uint
     if (i < 0 || i >= c->nt || c->t[i].src < 0 || c->t[i].permute_heads)
         return;
     o = &c->t[i];
-    row_in = o->t.ne[0] * qf_dtype_size(qf_st_tensor_at(c->st, o->src)->dtype);
-    qf_st_release_range(c->st, o->src, row0 * row_in, n * row_in);
+    row_in = o->t.ne[0] * qf_dtype_size(qf_weights_at(c->st, o->src)->dtype);
+    qf_weights_release_range(c->st, o->src, row0 * row_in, n * row_in);
 }
 
 const qf_gguf_writer *qf_convert_metadata(const qf_convert *c) { return c->w; }
@@ -1065,7 +1066,7 @@ int qf_convert_write(qf_convert *c, const char *path, int flags, const char *man
         j.c = c;
         j.o = o;
         {
-            const qf_st_tensor *st = qf_st_tensor_at(c->st, o->src);
+            const qf_st_tensor *st = qf_weights_at(c->st, o->src);
             j.src = st->data;
             j.src_dtype = st->dtype;
         }
@@ -1092,7 +1093,7 @@ int qf_convert_write(qf_convert *c, const char *path, int flags, const char *man
             if (progress)
                 progress(progress_ctx, done_bytes, total);
         }
-        qf_st_release_tensor(c->st, o->src);
+        qf_weights_release_tensor(c->st, o->src);
     }
     if ((rc = qf_gguf_writer_finish(c->w, err)) != 0)
         goto done;

@@ -29,7 +29,15 @@ FN vf vf_load(const float *p) { return _mm256_loadu_ps(p); }
 FN void vf_store(float *p, vf v) { _mm256_storeu_ps(p, v); }
 FN vf vf_add(vf a, vf b) { return _mm256_add_ps(a, b); }
 FN vf vf_sub(vf a, vf b) { return _mm256_sub_ps(a, b); }
-FN vf vf_mul(vf a, vf b) { return _mm256_mul_ps(a, b); }
+/* The empty asm hides the product from the optimizer, so that no build flag
+ * (-ffp-contract=fast, -march with FMA) can fuse it into a following add:
+ * each lane must round the product, then the sum, as the scalar code does. */
+FN vf vf_mul(vf a, vf b)
+{
+    vf r = _mm256_mul_ps(a, b);
+    __asm__("" : "+x"(r));
+    return r;
+}
 FN vf vf_div(vf a, vf b) { return _mm256_div_ps(a, b); }
 FN vf vf_sqrt(vf a) { return _mm256_sqrt_ps(a); }
 /* to the nearest integer, ties to even (not MXCSR's mode) */
@@ -43,7 +51,6 @@ FN vf vf_sel(vm m, vf a, vf b) { return _mm256_blendv_ps(b, a, m); }
 
 /* C's comparisons: false for NaN, except != */
 FN vm vm_lt(vf a, vf b) { return _mm256_cmp_ps(a, b, _CMP_LT_OQ); }
-FN vm vm_le(vf a, vf b) { return _mm256_cmp_ps(a, b, _CMP_LE_OQ); }
 FN vm vm_gt(vf a, vf b) { return _mm256_cmp_ps(a, b, _CMP_GT_OQ); }
 FN vm vm_ge(vf a, vf b) { return _mm256_cmp_ps(a, b, _CMP_GE_OQ); }
 FN vm vm_eq(vf a, vf b) { return _mm256_cmp_ps(a, b, _CMP_EQ_OQ); }
@@ -57,7 +64,6 @@ FN int vm_all(vm m) { return _mm256_movemask_ps(m) == 0xFF; }
 
 FN vi vi_zero(void) { return _mm256_setzero_si256(); }
 FN vi vi_set1(int v) { return _mm256_set1_epi32(v); }
-FN vi vi_load(const int32_t *p) { return _mm256_loadu_si256((const __m256i *)(const void *)p); }
 FN void vi_store(int32_t *p, vi v) { _mm256_storeu_si256((__m256i *)(void *)p, v); }
 FN vi vi_add(vi a, vi b) { return _mm256_add_epi32(a, b); }
 FN vi vi_sub(vi a, vi b) { return _mm256_sub_epi32(a, b); }
@@ -72,8 +78,6 @@ FN vi vi_sel(vm m, vi a, vi b)
 }
 FN vi vi_bits(vf a) { return _mm256_castps_si256(a); }
 FN vf vf_from_vi(vi a) { return _mm256_cvtepi32_ps(a); }
-/* a whole number (|a| < 2^31) to int */
-FN vi vi_cvt(vf a) { return _mm256_cvtps_epi32(a); }
 /* the 8 lanes (each 0..255) as bytes */
 FN void vi_store_u8(uint8_t *p, vi v)
 {

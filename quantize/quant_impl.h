@@ -376,6 +376,12 @@ void qf_quant_k4_ref_scales(uint8_t *packed, uint8_t d[2], uint8_t dmin[2], cons
 void qf_quant_k4_qp_scales(uint8_t *packed, uint8_t d[2], uint8_t dmin[2], const float *scales,
                            const float *mins, const float *sw, int clamp63);
 int qf_quant_q6_k_scales(qf_block_q6_k *y, const float *scales);
+/* The store steps of the two make_qp users above, given make_qp's results
+ * (its return values and levels) for the scales and for the mins. */
+void qf_quant_q2_k_store_scales(qf_block_q2_k *y, float dm, float mm, const uint8_t *Ls,
+                                const uint8_t *Lm);
+void qf_quant_k4_store_scales(uint8_t *packed, uint8_t d[2], uint8_t dmin[2], float d_block,
+                              float m_block, const uint8_t *Ls, const uint8_t *Lm, int clamp63);
 
 /* Final levels (QK_K of them, element order) to the block's bit layout. */
 void qf_quant_pack_2bit(uint8_t *restrict qs, const uint8_t *restrict L);
@@ -453,6 +459,30 @@ void qf_quant_row_iq4_xs(const float *x, void *y, int64_t n, const float *qw);
 QF_QUANT_SIMD_ROWS(avx2)
 QF_QUANT_SIMD_ROWS(avx512)
 #undef QF_QUANT_SIMD_ROWS
+/* For tests (tests/test_quant_simd.c): one of the group searches the SIMD
+ * kernels emulate, run on p problems of n values each. */
+typedef struct qf_quant_search_case {
+    int kind;            /* QF_SEARCH_* */
+    int n, nmax;         /* values per problem; QKX: n <= 32, QX: n <= 32, Q3: 16, QP: <= 16 */
+    float rmin, rdelta;  /* QKX: make_qkx2/3's candidate scales */
+    int nstep, use_mad;  /* QKX */
+} qf_quant_search_case;
+#define QF_SEARCH_QKX 0  /* qf_quant_make_qkx2 / qf_quant_make_qkx3 (with weights) */
+#define QF_SEARCH_QX 1   /* qf_quant_make_qx, rmse_type 1, with weights */
+#define QF_SEARCH_Q3 2   /* qf_quant_make_q3 */
+#define QF_SEARCH_QP 3   /* qf_quant_make_qp */
+/* Problem k is x[k*n ..], w[k*n ..] (w unused by Q3); writes scale[k] (the
+ * search's return value), the_min[k] (QKX's *the_min, else 0) and the
+ * levels L[k*n ..] as the scalar function would. p may be up to 64; the
+ * problems go through the kernel in batches. Returns 0, or -1 for a bad
+ * case. */
+#ifdef QF_QUANT_X86
+int qf_quant_search_test_avx2(const qf_quant_search_case *c, int p, const float *x,
+                              const float *w, float *scale, float *the_min, uint8_t *L);
+int qf_quant_search_test_avx512(const qf_quant_search_case *c, int p, const float *x,
+                                const float *w, float *scale, float *the_min, uint8_t *L);
+#endif
+
 /* 1 if none of x[0..n) is inf or NaN (qf_quant_rows' input check) */
 int qf_quant_all_finite_avx2(const float *x, int64_t n);
 int qf_quant_all_finite_avx512(const float *x, int64_t n);

@@ -125,6 +125,13 @@ void qf_quant_q2_k_qp_scales(qf_block_q2_k *y, const float *scales, const float 
     uint8_t Ls[QK_K / 16], Lm[QK_K / 16];
     const float dm = qf_quant_make_qp(QK_K / 16, 15, scales, Ls, sw);
     const float mm = qf_quant_make_qp(QK_K / 16, 15, mins, Lm, sw);
+    qf_quant_q2_k_store_scales(y, dm, mm, Ls, Lm);
+}
+
+/* Store make_qp's results for the scales (dm, Ls) and mins (mm, Lm). */
+void qf_quant_q2_k_store_scales(qf_block_q2_k *y, float dm, float mm, const uint8_t *Ls,
+                                const uint8_t *Lm)
+{
     store_f16(y->d, dm);
     store_f16(y->dmin, mm);
     for (int j = 0; j < QK_K / 16; ++j)
@@ -438,6 +445,14 @@ void qf_quant_k4_qp_scales(uint8_t *packed, uint8_t d[2], uint8_t dmin[2], const
     uint8_t Ls[QK_K / 32], Lm[QK_K / 32];
     const float d_block = qf_quant_make_qp(QK_K / 32, 63, scales, Ls, sw);
     const float m_block = qf_quant_make_qp(QK_K / 32, 63, mins, Lm, sw);
+    qf_quant_k4_store_scales(packed, d, dmin, d_block, m_block, Ls, Lm, clamp63);
+}
+
+/* Store make_qp's results for the scales (d_block, Ls) and mins (m_block,
+ * Lm); clamp63 as above. */
+void qf_quant_k4_store_scales(uint8_t *packed, uint8_t d[2], uint8_t dmin[2], float d_block,
+                              float m_block, const uint8_t *Ls, const uint8_t *Lm, int clamp63)
+{
     for (int j = 0; j < QK_K / 32; ++j) {
         if (clamp63)
             k4_put(packed, j, QF_MIN(63, Ls[j]), QF_MIN(63, Lm[j]));

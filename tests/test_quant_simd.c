@@ -347,6 +347,139 @@ static void test_planted(void **state)
     }
 }
 
+/* ---------------------------------------------------------------------
+ * The search kernels alone, against the scalar searches, on hostile
+ * problems: random signs and magnitudes from 1e-40 to 3e38 (products
+ * overflow to inf inside, ranges go subnormal), zeros, repeated values,
+ * ties, negative inputs where the searches expect non-negative ones (the
+ * uint8_t wrap of make_qp's first levels), and weights that are zero,
+ * huge or tiny.
+ * ------------------------------------------------------------------- */
+
+static float hostile_value(rng *r, float common)
+{
+    const uint32_t k = next_u32(r) % 16;
+    const float sign = next_u32(r) & 1 ? -1.0f : 1.0f;
+    switch (k) {
+    case 0: return 0.0f;
+    case 1: return common;                                              /* repeats */
+    case 2: return sign * powf(10.0f, 78.0f * uniform01(r) - 40.0f);   /* any magnitude */
+    case 3: return sign * 3e38f * uniform01(r);
+    case 4: return sign * (float)(next_u32(r) % 9) * 0.5f;            /* halves: ties */
+    case 5: return sign * 1e-41f * (float)(next_u32(r) % 5);          /* subnormal */
+    default: return gauss(r) * common;
+    }
+}
+
+static void hostile_problem(rng *r, float *x, float *w, int n, int nonneg)
+{
+    const int style = (int)(next_u32(r) % 6);
+    const float common = powf(10.0f, 8.0f * uniform01(r) - 4.0f);
+    for (int i = 0; i < n; i++) {
+        switch (style) {
+        case 0: x[i] = hostile_value(r, common); break;
+        case 1: x[i] = gauss(r) * common; break;
+        case 2: x[i] = (float)(int)(next_u32(r) % 7) - 3.0f; break;
+        case 3: x[i] = common; break;
+        case 4: x[i] = i == 0 ? -common : fabsf(gauss(r)) * common; break;
+        default: x[i] = uniform01(r) * common; break;
+        }
+        if (nonneg && style != 4 && next_u32(r) % 8)
+            x[i] = fabsf(x[i]);
+        switch ((next_u32(r) >> 3) % 8) {
+        case 0: w[i] = 0.0f; break;
+        case 1: w[i] = powf(10.0f, 60.0f * uniform01(r) - 30.0f); break;
+        case 2: w[i] = 1e30f; break;
+        default: w[i] = 0.1f + uniform01(r); break;
+        }
+    }
+    if (next_u32(r) % 16 == 0)
+        for (int i = 0; i < n; i++)
+            w[i] = 0.0f;
+}
+
+static int same_float(float a, float b)
+{
+    return memcmp(&a, &b, sizeof a) == 0;
+}
+
+typedef int (*search_test_fn)(const qf_quant_search_case *, int, const float *, const float *,
+                              float *, float *, uint8_t *);
+
+static void test_search_kernels(void **state)
+{
+    (void)state;
+    if (qf_quant_simd_max() == QF_SIMD_SCALAR)
+        skip();
+#ifdef QF_QUANT_X86
+    static const qf_quant_search_case cases[] = {
+        { QF_SEARCH_QKX, 32, 15, -1.0f, 0.1f, 20, 0 },  /* Q4_K */
+        { QF_SEARCH_QKX, 32, 31, -0.5f, 0.1f, 15, 0 },  /* Q5_K */
+        { QF_SEARCH_QKX, 16, 3, -0.5f, 0.1f, 15, 1 },   /* Q2_K */
+        { QF_SEARCH_QKX, 32, 15, -0.9f, 0.05f, 36, 0 }, /* weighted Q4_K, Q4_1 */
+        { QF_SEARCH_QKX, 16, 3, -0.9f, 0.05f, 36, 0 },  /* weighted Q2_K */
+        { QF_SEARCH_QKX, 32, 31, -0.9f, 0.05f, 36, 0 }, /* weighted Q5_K, Q5_1 */
+        { QF_SEARCH_QKX, 7, 5, -0.3f, 0.2f, 0, 1 },     /* nstep 0: no search */
+        { QF_SEARCH_QX, 16, 32, 0, 0, 0, 0 },           /* Q6_K */
+        { QF_SEARCH_QX, 16, 4, 0, 0, 0, 0 },            /* weighted Q3_K */
+        { QF_SEARCH_QX, 32, 8, 0, 0, 0, 0 },            /* weighted Q4_0 */
+        { QF_SEARCH_QX, 32, 16, 0, 0, 0, 0 },           /* weighted Q5_0 */
+        { QF_SEARCH_Q3, 16, 4, 0, 0, 0, 0 },            /* Q3_K */
+        { QF_SEARCH_QP, 8, 63, 0, 0, 0, 0 },            /* Q4_K/Q5_K scales */
+        { QF_SEARCH_QP, 16, 15, 0, 0, 0, 0 },           /* Q2_K scales */
+    };
+    enum { P = 64, ROUNDS = 40 };
+    float x[P * 32], w[P * 32], sc[P], mn[P];
+    uint8_t L[P * 32];
+    rng r = { 0xC0FFEEull };
+    for (int level = QF_SIMD_AVX2; level <= qf_quant_simd_max(); level++) {
+        const search_test_fn fn =
+            level == QF_SIMD_AVX512 ? qf_quant_search_test_avx512 : qf_quant_search_test_avx2;
+        for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+            const qf_quant_search_case *c = &cases[ci];
+            const int n = c->n;
+            for (int round = 0; round < ROUNDS; round++) {
+                for (int k = 0; k < P; k++)
+                    hostile_problem(&r, x + k * n, w + k * n, n, c->kind == QF_SEARCH_QP);
+                assert_int_equal(fn(c, P, x, w, sc, mn, L), 0);
+                for (int k = 0; k < P; k++) {
+                    const float *xk = x + k * n, *wk = w + k * n;
+                    uint8_t Lr[32], Laux[32], L3[32];
+                    int8_t Li[32];
+                    float s_ref, m_ref = 0.0f, s3 = 0.0f, m3 = 0.0f;
+                    switch (c->kind) {
+                    case QF_SEARCH_QKX:
+                        s_ref = qf_quant_make_qkx2(n, c->nmax, xk, wk, Lr, &m_ref, Laux, c->rmin,
+                                                   c->rdelta, c->nstep, c->use_mad);
+                        s3 = qf_quant_make_qkx3(n, c->nmax, xk, wk, L3, &m3, Laux, c->rmin,
+                                                c->rdelta, c->nstep, c->use_mad);
+                        /* the two differ only in max == min vs max <= min */
+                        assert_true(same_float(s_ref, s3) && same_float(m_ref, m3));
+                        assert_memory_equal(Lr, L3, (size_t)n);
+                        break;
+                    case QF_SEARCH_QX:
+                        s_ref = qf_quant_make_qx(n, c->nmax, xk, Li, 1, wk);
+                        memcpy(Lr, Li, (size_t)n);
+                        break;
+                    case QF_SEARCH_Q3:
+                        s_ref = qf_quant_make_q3(n, c->nmax, xk, Li);
+                        memcpy(Lr, Li, (size_t)n);
+                        break;
+                    default: s_ref = qf_quant_make_qp(n, c->nmax, xk, Lr, wk); break;
+                    }
+                    if (!same_float(sc[k], s_ref) || !same_float(mn[k], m_ref) ||
+                        memcmp(L + k * n, Lr, (size_t)n) != 0)
+                        fail_msg("%s: search kind %d n %d nmax %d (case %zu), round %d problem "
+                                 "%d: scale %a min %a, scalar %a %a",
+                                 level_name(level), c->kind, n, c->nmax, ci, round, k,
+                                 (double)sc[k], (double)mn[k], (double)s_ref, (double)m_ref);
+                }
+            }
+        }
+    }
+#endif
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "--print-level") == 0) {
@@ -359,6 +492,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_random_rows),
         cmocka_unit_test(test_mixed_groups),
         cmocka_unit_test(test_planted),
+        cmocka_unit_test(test_search_kernels),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

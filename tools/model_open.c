@@ -1,5 +1,7 @@
 #include "tools/model_open.h"
 
+#include "formats/weights.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
@@ -22,11 +24,11 @@ int qf_tool_sniff(const char *path, qf_err *err)
     if (stat(path, &st) != 0)
         return qf_err_set(err, QF_EIO, "%s: %s", path, strerror(errno));
     if (S_ISDIR(st.st_mode) || ends_with(path, ".json"))
-        return QF_KIND_SAFETENSORS;
+        return QF_KIND_WEIGHTS;
     if (ends_with(path, ".gguf"))
         return QF_KIND_GGUF;
-    if (ends_with(path, ".safetensors"))
-        return QF_KIND_SAFETENSORS;
+    if (ends_with(path, ".safetensors") || qf_weights_is_pytorch(path))
+        return QF_KIND_WEIGHTS;
     fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return qf_err_set(err, QF_EIO, "%s: %s", path, strerror(errno));
@@ -35,10 +37,6 @@ int qf_tool_sniff(const char *path, qf_err *err)
     if (n >= 4 && memcmp(head, "GGUF", 4) == 0)
         return QF_KIND_GGUF;
     if (n == 9 && head[8] == '{')
-        return QF_KIND_SAFETENSORS;
-    if (n >= 4 && memcmp(head, "PK\x03\x04", 4) == 0)
-        return qf_err_set(err, QF_EUNSUPPORTED,
-                          "%s: not a GGUF or safetensors file (a zip archive, e.g. a PyTorch checkpoint)",
-                          path);
-    return qf_err_set(err, QF_EFORMAT, "%s: not a GGUF or safetensors file", path);
+        return QF_KIND_WEIGHTS;
+    return qf_err_set(err, QF_EFORMAT, "%s: not a GGUF, safetensors or PyTorch file", path);
 }

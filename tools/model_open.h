@@ -7,13 +7,14 @@
 
 #include "formats/error.h"
 
-typedef enum { QF_KIND_GGUF = 1, QF_KIND_SAFETENSORS = 2 } qf_kind;
+typedef enum { QF_KIND_GGUF = 1, QF_KIND_WEIGHTS = 2 } qf_kind; /* WEIGHTS: safetensors or PyTorch */
 
 /*
- * Decide by what the path is: a folder or *.json -> safetensors; *.gguf ->
- * GGUF; *.safetensors -> safetensors; otherwise by the first bytes ("GGUF",
- * or a u64 length followed by '{'). Returns a qf_kind, or a negative code
- * with a message ("x.bin: not a GGUF or safetensors file (a zip archive)").
+ * Decide by what the path is: a folder or *.json -> weights (safetensors or
+ * PyTorch, see formats/weights.h); *.gguf -> GGUF; *.safetensors, *.bin,
+ * *.pt, *.pth -> weights; otherwise by the first bytes ("GGUF"; a zip or
+ * pickle signature; a u64 length followed by '{'). Returns a qf_kind, or a
+ * negative code with a message ("x: not a GGUF, safetensors or PyTorch file").
  */
 int qf_tool_sniff(const char *path, qf_err *err);
 

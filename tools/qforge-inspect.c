@@ -11,6 +11,7 @@
 
 #include "formats/gguf.h"
 #include "formats/safetensors.h"
+#include "formats/weights.h"
 #include "formats/types.h"
 #include "tools/cli.h"
 #include "tools/model_open.h"
@@ -26,8 +27,8 @@ static void usage(FILE *f)
             "List a model: header, metadata (key, type, value), tensors (name, type,\n"
             "shape, offset, bytes), totals and bits per weight.\n"
             "\n"
-            "FILE is a .gguf, a .safetensors, a model.safetensors.index.json, or a\n"
-            "model folder.\n"
+            "FILE is a .gguf, a .safetensors, a PyTorch checkpoint (.bin/.pt/.pth, read\n"
+            "without running its pickle), an index.json, or a model folder.\n"
             "\n"
             "Options:\n"
             "      --full      print arrays whole (default: the first %d items)\n"
@@ -386,10 +387,8 @@ static int inspect_gguf(const char *path)
  * safetensors
  * ===================================================================== */
 
-static int inspect_st(const char *path)
+static int inspect_st(const char *path, const qf_st *st)
 {
-    qf_st *st = NULL;
-    qf_err err = { 0 };
     int64_t i, nt;
     uint32_t f, nf;
     uint64_t elems = 0, bytes = 0, size = 0;
@@ -397,10 +396,6 @@ static int inspect_st(const char *path)
     int ntypes = 0;
     char a[32], h[32], shape[160];
 
-    if (qf_st_open(path, &st, &err) != 0) {
-        qf_cli_report(&err);
-        return QF_EXIT_FAIL;
-    }
     nt = qf_st_tensor_count(st);
     nf = qf_st_file_count(st);
     for (f = 0; f < nf; f++)
@@ -478,7 +473,6 @@ static int inspect_st(const char *path)
         json_totals(&j, (uint64_t)nt, elems, bytes, types, ntypes);
         qf_json_obj_end(&j);
         qf_json_end(&j);
-        qf_st_close(st);
         return 0;
     }
 
@@ -513,8 +507,152 @@ static int inspect_st(const char *path)
                t->file, t->offset, t->nbytes);
     }
     print_totals((uint64_t)nt, elems, bytes, types, ntypes);
-    qf_st_close(st);
     return 0;
+}
+
+/* =====================================================================
+ * PyTorch checkpoints
+ * ===================================================================== */
+
+static int inspect_pt(const char *path, const qf_pt *pt)
+{
+    int64_t i, nt = qf_pt_tensor_count(pt), ng = qf_pt_global_count(pt);
+    uint32_t f, nf = qf_pt_file_count(pt);
+    uint64_t elems = 0, bytes = 0, size = 0;
+    tally types[64];
+    int ntypes = 0;
+    char a[32], h[32], shape[160];
+
+    for (f = 0; f < nf; f++)
+        size += qf_pt_file_size(pt, f);
+    for (i = 0; i < nt; i++) {
+        const qf_pt_tensor *t = qf_pt_tensor_at(pt, i);
+        elems += t->n_elements;
+        bytes += t->nbytes;
+        tally_add(types, &ntypes, qf_dtype_name(t->dtype), t->nbytes, t->n_elements);
+    }
+    if (opt_json) {
+        qf_json j;
+        qf_json_init(&j, stdout, 1);
+        qf_json_obj_begin(&j);
+        qf_json_key(&j, "file");
+        qf_json_str(&j, path);
+        qf_json_key(&j, "format");
+        qf_json_str(&j, "pytorch");
+        qf_json_key(&j, "size");
+        qf_json_u64(&j, size);
+        qf_json_key(&j, "files");
+        qf_json_arr_begin(&j);
+        for (f = 0; f < nf; f++) {
+            qf_json_obj_begin(&j);
+            qf_json_key(&j, "path");
+            qf_json_str(&j, qf_pt_file_path(pt, f));
+            qf_json_key(&j, "size");
+            qf_json_u64(&j, qf_pt_file_size(pt, f));
+            qf_json_key(&j, "pickle_protocol");
+            qf_json_i64(&j, qf_pt_file_protocol(pt, f));
+            qf_json_key(&j, "dict");
+            qf_json_str(&j, qf_pt_file_dict_path(pt, f) ? qf_pt_file_dict_path(pt, f) : "");
+            qf_json_obj_end(&j);
+        }
+        qf_json_arr_end(&j);
+        qf_json_key(&j, "globals");
+        qf_json_arr_begin(&j);
+        for (i = 0; i < ng; i++) {
+            const qf_pt_global *g = qf_pt_global_at(pt, i);
+            qf_json_obj_begin(&j);
+            qf_json_key(&j, "module");
+            qf_json_str(&j, g->module);
+            qf_json_key(&j, "name");
+            qf_json_str(&j, g->name);
+            qf_json_key(&j, "count");
+            qf_json_u64(&j, g->count);
+            qf_json_obj_end(&j);
+        }
+        qf_json_arr_end(&j);
+        qf_json_key(&j, "tensors");
+        qf_json_arr_begin(&j);
+        for (i = 0; i < nt; i++) {
+            const qf_pt_tensor *t = qf_pt_tensor_at(pt, i);
+            uint32_t d;
+            qf_json_obj_begin(&j);
+            qf_json_key(&j, "name");
+            qf_json_str(&j, t->name);
+            qf_json_key(&j, "dtype");
+            qf_json_str(&j, qf_dtype_name(t->dtype));
+            qf_json_key(&j, "shape");
+            qf_json_arr_begin(&j);
+            for (d = 0; d < t->n_dims; d++)
+                qf_json_u64(&j, t->shape[d]);
+            qf_json_arr_end(&j);
+            qf_json_key(&j, "file");
+            qf_json_u64(&j, t->file);
+            qf_json_key(&j, "storage");
+            qf_json_str(&j, t->storage);
+            qf_json_key(&j, "storage_offset");
+            qf_json_u64(&j, t->storage_offset);
+            qf_json_key(&j, "bytes");
+            qf_json_u64(&j, t->nbytes);
+            qf_json_key(&j, "strided_copy");
+            qf_json_bool(&j, t->materialized);
+            if (t->same_as >= 0) {
+                qf_json_key(&j, "same_as");
+                qf_json_str(&j, qf_pt_tensor_at(pt, t->same_as)->name);
+            }
+            qf_json_obj_end(&j);
+        }
+        qf_json_arr_end(&j);
+        json_totals(&j, (uint64_t)nt, elems, bytes, types, ntypes);
+        qf_json_obj_end(&j);
+        qf_json_end(&j);
+        return 0;
+    }
+    printf("File:     %s\n", path);
+    printf("Format:   PyTorch checkpoint (zip + pickle, read without running it)%s%s\n",
+           qf_pt_index_path(pt) ? ", index " : "", qf_pt_index_path(pt) ? qf_pt_index_path(pt) : "");
+    printf("Size:     %s bytes (%s)\n", qf_cli_commas(size, a, sizeof a), qf_cli_human(size, h, sizeof h));
+    printf("Contents: %" PRId64 " tensors\n", nt);
+    for (f = 0; f < nf; f++) {
+        const char *dp = qf_pt_file_dict_path(pt, f);
+        printf("\nFile %u: %s (%s bytes, pickle protocol %d%s%s)\n", f, qf_pt_file_path(pt, f),
+               qf_cli_commas(qf_pt_file_size(pt, f), a, sizeof a), qf_pt_file_protocol(pt, f),
+               dp && *dp ? ", tensors under \"" : "", dp && *dp ? dp : "");
+        if (dp && *dp)
+            printf("  (the state dict is nested under \"%s\")\n", dp);
+    }
+    printf("\nGLOBALs referenced (every one is on the allow-list; nothing was executed)\n");
+    for (i = 0; i < ng; i++) {
+        const qf_pt_global *g = qf_pt_global_at(pt, i);
+        printf("  %s.%s x%" PRIu64 "\n", g->module, g->name, g->count);
+    }
+    printf("\nTensors (shape row-major, state-dict order)\n");
+    printf("%5s  %-48s %-7s %-18s %4s %8s %12s\n", "#", "name", "dtype", "shape", "file", "storage",
+           "bytes");
+    for (i = 0; i < nt; i++) {
+        const qf_pt_tensor *t = qf_pt_tensor_at(pt, i);
+        printf("%5" PRId64 "  %-48s %-7s %-18s %4u %8s %12" PRIu64 "%s%s%s\n", i + 1, t->name,
+               qf_dtype_name(t->dtype), shape_str(t->shape, t->n_dims, shape, sizeof shape), t->file,
+               t->storage, t->nbytes, t->materialized ? "  (strided view, copied)" : "",
+               t->same_as >= 0 ? "  same data as " : "",
+               t->same_as >= 0 ? qf_pt_tensor_at(pt, t->same_as)->name : "");
+    }
+    print_totals((uint64_t)nt, elems, bytes, types, ntypes);
+    return 0;
+}
+
+static int inspect_weights(const char *path)
+{
+    qf_weights *w = NULL;
+    qf_err err = { 0 };
+    int rc;
+
+    if (qf_weights_open(path, &w, &err) != 0) {
+        qf_cli_report(&err);
+        return QF_EXIT_FAIL;
+    }
+    rc = qf_weights_st(w) ? inspect_st(path, qf_weights_st(w)) : inspect_pt(path, qf_weights_pt(w));
+    qf_weights_close(w);
+    return rc;
 }
 
 int main(int argc, char **argv)
@@ -549,5 +687,5 @@ int main(int argc, char **argv)
         qf_cli_report(&err);
         return QF_EXIT_FAIL;
     }
-    return kind == QF_KIND_GGUF ? inspect_gguf(argv[optind]) : inspect_st(argv[optind]);
+    return kind == QF_KIND_GGUF ? inspect_gguf(argv[optind]) : inspect_weights(argv[optind]);
 }

@@ -24,7 +24,7 @@
 #include "formats/file.h"
 #include "formats/gguf.h"
 #include "formats/hash.h"
-#include "formats/safetensors.h"
+#include "formats/weights.h"
 #include "tools/cli.h"
 #include "tools/model_open.h"
 
@@ -37,7 +37,8 @@ static void usage(FILE *f)
             "       qforge-sum [options] --check MANIFEST [FILE]\n"
             "SHA-256 of every tensor and of all tensor data, one manifest line each, in\n"
             "the format of llama-gguf-hash --sha256 (the two tools check each other's\n"
-            "manifests). FILE is a .gguf, a .safetensors, an index.json or a folder.\n"
+            "manifests). FILE is a .gguf, a .safetensors, a PyTorch .bin/.pt/.pth, an index.json\n"
+            "or a model folder.\n"
             "\n"
             "Options:\n"
             "  -c, --check MANIFEST  re-hash FILE (default: the file the manifest names,\n"
@@ -74,7 +75,7 @@ typedef struct {
 typedef struct {
     int kind;
     qf_gguf *g;
-    qf_st *st;
+    qf_weights *st;
     item *items;
     int64_t n;
     uint8_t all[QF_SHA256_LEN];
@@ -86,7 +87,7 @@ typedef struct {
 static void model_close(model *m)
 {
     qf_gguf_close(m->g);
-    qf_st_close(m->st);
+    qf_weights_close(m->st);
     free(m->items);
     memset(m, 0, sizeof *m);
 }
@@ -106,10 +107,10 @@ static int model_open(const char *path, model *m, qf_err *err)
             return rc;
         m->n = qf_gguf_tensor_count(m->g);
     } else {
-        int rc = qf_st_open(path, &m->st, err);
+        int rc = qf_weights_open(path, &m->st, err);
         if (rc)
             return rc;
-        m->n = qf_st_tensor_count(m->st);
+        m->n = qf_weights_count(m->st);
     }
     m->items = calloc((size_t)(m->n ? m->n : 1), sizeof *m->items);
     if (!m->items) {
@@ -124,7 +125,7 @@ static int model_open(const char *path, model *m, qf_err *err)
             it->data = t->data;
             it->nbytes = t->nbytes;
         } else {
-            const qf_st_tensor *t = qf_st_tensor_at(m->st, i);
+            const qf_st_tensor *t = qf_weights_at(m->st, i);
             it->name = t->name;
             it->data = t->data;
             it->nbytes = t->nbytes;
@@ -141,7 +142,7 @@ static void release(model *m, int64_t i, uint64_t lo, uint64_t hi)
     if (m->g)
         qf_gguf_release_range(m->g, i, lo, hi - lo);
     else
-        qf_st_release_range(m->st, i, lo, hi - lo);
+        qf_weights_release_range(m->st, i, lo, hi - lo);
 }
 
 /*
@@ -431,7 +432,7 @@ done:
 
 static int64_t model_find(const model *m, const char *name)
 {
-    return m->g ? qf_gguf_find_tensor(m->g, name) : qf_st_find(m->st, name);
+    return m->g ? qf_gguf_find_tensor(m->g, name) : qf_weights_find(m->st, name);
 }
 
 /* The file a manifest is about: the name on its all-data line (the one line

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "convert/source.h"
@@ -78,6 +79,17 @@ static double now_s(void)
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+/* CPU time of the process (all threads), seconds: with wall time it tells a
+ * slow machine from a busy one. */
+static double cpu_s(void)
+{
+    struct rusage r;
+    if (getrusage(RUSAGE_SELF, &r) != 0)
+        return 0.0;
+    return (double)r.ru_utime.tv_sec + (double)r.ru_utime.tv_usec * 1e-6 +
+           (double)r.ru_stime.tv_sec + (double)r.ru_stime.tv_usec * 1e-6;
 }
 
 /* A finite number >= 0; returns 0 or -1. */
@@ -392,7 +404,7 @@ static void json_num(qf_json *j, const char *key, double v)
 }
 
 static void json_head(qf_json *j, const char *mode, const options *o, int64_t n_tokens,
-                      int64_t n_chunk, int64_t scored, double secs)
+                      int64_t n_chunk, int64_t scored, double secs, double cpu)
 {
     qf_json_key(j, "mode");
     qf_json_str(j, mode);
@@ -413,6 +425,7 @@ static void json_head(qf_json *j, const char *mode, const options *o, int64_t n_
     qf_json_key(j, "threads");
     qf_json_i64(j, o->threads);
     json_num(j, "seconds", secs);
+    json_num(j, "cpu_seconds", cpu);
 }
 
 /* =====================================================================
@@ -424,7 +437,8 @@ static int run_ppl(runner *r, const options *o, const int32_t *ids, int64_t n_to
 {
     int64_t V = qf_model_get_config(r->m)->n_vocab, first = o->n_ctx / 2, i, j;
     int32_t *buf = malloc((size_t)o->n_ctx * sizeof *buf);
-    double *chunk_ppl = malloc((size_t)n_chunk * sizeof *chunk_ppl), t0 = now_s(), secs;
+    double *chunk_ppl = malloc((size_t)n_chunk * sizeof *chunk_ppl), t0 = now_s(), c0 = cpu_s();
+    double secs, cpu;
     qf_progress *prog = NULL;
     qf_ppl p = { 0, 0, 0 };
     int rc = 0;
@@ -454,13 +468,14 @@ static int run_ppl(runner *r, const options *o, const int32_t *ids, int64_t n_to
     qf_progress_free(prog);
     prog = NULL;
     secs = now_s() - t0;
+    cpu = cpu_s() - c0;
     qf_cli_info(1, "%" PRId64 " tokens in %.2f s (%.1f tokens/s)", n_chunk * o->n_ctx, secs,
                 (double)(n_chunk * o->n_ctx) / secs);
     if (o->json) {
         qf_json jw;
         qf_json_init(&jw, stdout, 1);
         qf_json_obj_begin(&jw);
-        json_head(&jw, "perplexity", o, n_tokens, n_chunk, p.count, secs);
+        json_head(&jw, "perplexity", o, n_tokens, n_chunk, p.count, secs, cpu);
         qf_json_key(&jw, "chunks");
         qf_json_arr_begin(&jw);
         for (i = 0; i < n_chunk; i++)
@@ -529,7 +544,7 @@ static int run_kld(runner *q, runner *base, const options *o, const int32_t *ids
 {
     int64_t V = qf_model_get_config(q->m)->n_vocab, first = o->n_ctx / 2, i, j;
     int32_t *buf = malloc((size_t)o->n_ctx * sizeof *buf);
-    double t0 = now_s(), secs;
+    double t0 = now_s(), c0 = cpu_s(), secs, cpu;
     qf_progress *prog = NULL;
     qf_kld *k = NULL;
     qf_kld_stats s;
@@ -566,6 +581,7 @@ static int run_kld(runner *q, runner *base, const options *o, const int32_t *ids
     qf_progress_free(prog);
     prog = NULL;
     secs = now_s() - t0;
+    cpu = cpu_s() - c0;
     qf_cli_info(1, "%" PRId64 " tokens through two models in %.2f s (%.1f tokens/s each)",
                 n_chunk * o->n_ctx, secs, 2.0 * (double)(n_chunk * o->n_ctx) / secs);
     if ((rc = qf_kld_get_stats(k, 1, &s, err)) != 0)
@@ -578,7 +594,7 @@ static int run_kld(runner *q, runner *base, const options *o, const int32_t *ids
         qf_json jw;
         qf_json_init(&jw, stdout, 1);
         qf_json_obj_begin(&jw);
-        json_head(&jw, "kl-divergence", o, n_tokens, n_chunk, s.count, secs);
+        json_head(&jw, "kl-divergence", o, n_tokens, n_chunk, s.count, secs, cpu);
         json_kld(&jw, &s);
         if (o->max_kld >= 0)
             json_num(&jw, "max_kld", o->max_kld);

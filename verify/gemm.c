@@ -11,6 +11,8 @@
  */
 #include "verify/gemm.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -294,7 +296,11 @@ __attribute__((target("avx512f"))) static void vecmat_avx512(float *y, const flo
  * Dispatch
  * ===================================================================== */
 
-static int isa_now; /* 0 until first use */
+/* The path in use: set once on first use (pthread_once, so that worker
+ * threads calling in see the pointers below written), or by
+ * qf_gemm_set_isa before any product runs. */
+static _Atomic int isa_now; /* 0 until set */
+static pthread_once_t isa_once = PTHREAD_ONCE_INIT;
 static kernel_fn kernel_now = kernel_generic;
 static void (*vecmat_now)(float *, const float *, const float *, int64_t, int64_t,
                           int64_t) = vecmat_generic;
@@ -336,10 +342,16 @@ int qf_gemm_set_isa(int isa)
     return isa;
 }
 
-int qf_gemm_isa(void)
+static void isa_auto(void)
 {
     if (!isa_now)
         qf_gemm_set_isa(QF_GEMM_ISA_AUTO);
+}
+
+int qf_gemm_isa(void)
+{
+    if (!isa_now)
+        pthread_once(&isa_once, isa_auto);
     return isa_now;
 }
 
@@ -356,8 +368,7 @@ const char *qf_gemm_isa_name(int isa)
 void qf_gemm_vecmat(float *y, const float *x, const float *a, int64_t lda, int64_t n_in,
                     int64_t n)
 {
-    if (!isa_now)
-        qf_gemm_isa();
+    qf_gemm_isa();
     vecmat_now(y, x, a, lda, n_in, n);
 }
 
@@ -440,8 +451,7 @@ int qf_gemm(const qf_gemm_mat *w, const float *x, int64_t ldx, int64_t n_tok, fl
 
     if (n_tok <= 0)
         return 0;
-    if (!isa_now)
-        qf_gemm_isa();
+    qf_gemm_isa();
     if (n_threads < 1)
         n_threads = 1;
     bytes = ((size_t)n_blk * (size_t)K * MR * sizeof(float) + 63) & ~(size_t)63;

@@ -59,10 +59,13 @@ expect_rc "missing file exits 1" 1
 expect_err_lines "missing file: one line" 1
 expect_err "missing file: names it" "^qforge-inspect: $TMP/nope.gguf: No such file or directory$"
 
-printf 'hello world, not a model' > "$TMP/junk.bin"
-run "$I" "$TMP/junk.bin"
+printf 'hello world, not a model' > "$TMP/junk.dat"
+run "$I" "$TMP/junk.dat"
 expect_rc "junk file exits 1" 1
-expect_err "junk file named" "junk.bin: not a GGUF or safetensors file"
+expect_err "junk file named" "junk.dat: not a GGUF, safetensors or PyTorch file"
+cp "$TMP/junk.dat" "$TMP/junk.bin"
+run "$I" "$TMP/junk.bin"
+expect_err "junk .bin: said what a checkpoint should be" "junk.bin: not a PyTorch checkpoint"
 
 run "$QF_BIN/qforge" inspect "$G"
 expect_rc "qforge inspect dispatches" 0
