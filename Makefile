@@ -7,6 +7,7 @@
 #   make check-golden    compare against ../shared/golden (llama.cpp's outputs)
 #   make check-interop   our files read by independent tools (tests/interop, npm)
 #   make fuzz            libFuzzer targets (clang), in build-fuzz/
+#   make fuzz-smoke      every fuzz target for FUZZ_SECONDS (60) s, as CI runs them
 #   make install         PREFIX=/usr/local DESTDIR= : tools, libqforge.a, headers, qforge.pc
 #
 # Knobs: WERROR=1 (warnings are errors), NATIVE=1 (-march=native; results may
@@ -84,7 +85,7 @@ UTIL_SRC  := $(sort $(wildcard tests/util_*.c))
 UTILS     := $(UTIL_SRC:tests/%.c=$(BUILD)/tests/%)
 HEADERS   := $(filter-out %_impl.h,$(sort $(wildcard formats/*.h quantize/*.h convert/*.h verify/*.h)))
 
-.PHONY: all lib tools tests test asan demo check-golden check-interop fuzz bench install uninstall clean help
+.PHONY: all lib tools tests test asan demo check-golden check-interop fuzz fuzz-smoke bench install uninstall clean help
 .SECONDARY:
 all: $(LIB) $(TOOLS)
 lib: $(LIB)
@@ -129,16 +130,31 @@ check-golden: all $(UTILS)
 check-interop: all
 	@QF_BUILD=$(BUILD) sh tests/interop/run.sh
 
-# libFuzzer targets: build-fuzz/fuzz_<reader>; run with FUZZ_SECONDS (default 60).
+# libFuzzer targets: build-fuzz/fuzz_<reader> (clang). The library is built
+# once with coverage instrumentation, then linked into each target.
+# make fuzz-smoke runs every target FUZZ_SECONDS (60) s, two at a time.
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
-FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -I. -O1 -g -fsanitize=fuzzer,address,undefined \
-               -fno-sanitize-recover=all $(PKG_CFLAGS)
-fuzz:
-	@mkdir -p build-fuzz
-	@for f in $(FUZZ_SRC); do \
-	  n=$$(basename $$f .c); echo "  CC build-fuzz/$$n"; \
-	  clang $(FUZZ_CFLAGS) $$f $(LIB_SRC) $(PKG_LIBS) -lm -o build-fuzz/$$n || exit 1; \
-	done
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all
+FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -I. -O1 -g -ffp-contract=off -MMD -MP $(FUZZ_SAN) $(PKG_CFLAGS) \
+               -DQF_VERSION='"$(VERSION)"'
+FUZZ_OBJ := $(LIB_SRC:%.c=build-fuzz/obj/%.o)
+FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=build-fuzz/%)
+
+build-fuzz/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+
+build-fuzz/libqforge.a: $(FUZZ_OBJ)
+	rm -f $@
+	$(AR) rcs $@ $^
+
+build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c build-fuzz/libqforge.a
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer $< build-fuzz/libqforge.a $(PKG_LIBS) -lm -o $@
+
+fuzz: $(FUZZ_BIN)
+
+fuzz-smoke: fuzz
+	@FUZZ_SECONDS=$(or $(FUZZ_SECONDS),60) sh tests/fuzz/smoke.sh build-fuzz
 
 bench: all
 	@sh bench/run.sh $(BUILD)
@@ -171,6 +187,6 @@ clean:
 	rm -rf build build-asan build-fuzz
 
 help:
-	@sed -n '2,14p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '2,15p' Makefile | sed 's/^# \{0,1\}//'
 
--include $(LIB_OBJ:.o=.d) $(TOOLS_COMMON_OBJ:.o=.d) $(TOOL_SRC:tools/%.c=$(BUILD)/obj/tools/%.d)
+-include $(LIB_OBJ:.o=.d) $(FUZZ_OBJ:.o=.d) $(TOOLS_COMMON_OBJ:.o=.d) $(TOOL_SRC:tools/%.c=$(BUILD)/obj/tools/%.d)

@@ -45,17 +45,36 @@ PY
     return 0
 }
 
-for bin in "$DIR"/fuzz_*; do
-    [ -x "$bin" ] || continue
-    case "$bin" in *crash-*|*leak-*|*timeout-*|*oom-*) continue ;; esac
-    t=$(basename "$bin")
+# run_one <binary>: fuzz it, leave "<rc> <runs>" in $TMP/<target>.rc
+run_one() {
+    t=$(basename "$1")
     mkdir -p "$TMP/$t"
     seed "$t" "$TMP/$t"
-    "$bin" -max_total_time="$SECONDS_EACH" -timeout=10 -rss_limit_mb=2048 -max_len=16384 \
+    "$1" -max_total_time="$SECONDS_EACH" -timeout=10 -rss_limit_mb=2048 -max_len=16384 \
         -print_final_stats=1 -artifact_prefix="$DIR/crash-$t-" "$TMP/$t" >"$TMP/$t.log" 2>&1
-    rc=$?
-    runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$TMP/$t.log")
-    if [ $rc -eq 0 ]; then
+    echo "$? $(sed -n 's/^stat::number_of_executed_units: *//p' "$TMP/$t.log")" > "$TMP/$t.rc"
+}
+
+# JOBS targets at a time (default 2: one per core here)
+JOBS=${FUZZ_JOBS:-2}
+running=0
+for bin in "$DIR"/fuzz_*; do
+    [ -x "$bin" ] || continue
+    case "$bin" in *crash-*|*leak-*|*timeout-*|*oom-*|*.a) continue ;; esac
+    run_one "$bin" &
+    running=$((running + 1))
+    if [ $running -ge "$JOBS" ]; then
+        wait
+        running=0
+    fi
+done
+wait
+
+for bin in "$DIR"/fuzz_*; do
+    t=$(basename "$bin")
+    [ -f "$TMP/$t.rc" ] || continue
+    read -r rc runs < "$TMP/$t.rc"
+    if [ "$rc" -eq 0 ]; then
         echo "ok $t: ${runs:-?} runs in $SECONDS_EACH s"
         pass=$((pass + 1))
     else
