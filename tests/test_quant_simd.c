@@ -15,6 +15,10 @@
  * subnormal values, heavy tails) that llama.cpp's bytes are checked on in
  * tests/test_quantize.c.
  *
+ * The search kernels are also compared alone with the scalar searches on
+ * hostile problems (through the test hook qf_quant_search_test_*), and the
+ * input check for inf and NaN is tested at every level.
+ *
  * Also: QF_NO_SIMD=1 selects the scalar path (checked in a child process,
  * since the variable is read once).
  */
@@ -24,6 +28,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -347,6 +352,39 @@ static void test_planted(void **state)
     }
 }
 
+/* qf_quant_rows' check for inf and NaN (a SIMD loop with a scalar tail)
+ * at every level: every position, both infinities and NaN, in the rows and
+ * in the weights; the largest finite values pass. */
+static void test_finite_check(void **state)
+{
+    (void)state;
+    float x[32 * 9], w[32 * 9];
+    uint8_t q[34 * 9];
+    const float bad[] = { NAN, INFINITY, -INFINITY };
+    for (int level = QF_SIMD_SCALAR; level <= qf_quant_simd_max(); level++) {
+        qf_quant_simd_set_level(level);
+        for (int n = 32; n <= 32 * 9; n += 32) {
+            for (int i = 0; i < n; i++) {
+                x[i] = i % 2 ? FLT_MAX : -FLT_MAX;
+                w[i] = FLT_MAX;
+            }
+            assert_int_equal(qf_quant_rows(QF_GGML_Q4_0, x, q, 1, n, w), 0);
+            for (int pos = 0; pos < n; pos++) {
+                for (size_t b = 0; b < sizeof bad / sizeof bad[0]; b++) {
+                    const float keep = x[pos];
+                    x[pos] = bad[b];
+                    assert_int_equal(qf_quant_rows(QF_GGML_Q8_0, x, q, 1, n, NULL), QF_EINVAL);
+                    x[pos] = keep;
+                    w[pos] = bad[b];
+                    assert_int_equal(qf_quant_rows(QF_GGML_Q4_0, x, q, 1, n, w), QF_EINVAL);
+                    w[pos] = FLT_MAX;
+                }
+            }
+        }
+    }
+    qf_quant_simd_set_level(-1);
+}
+
 /* ---------------------------------------------------------------------
  * The search kernels alone, against the scalar searches, on hostile
  * problems: random signs and magnitudes from 1e-40 to 3e38 (products
@@ -493,6 +531,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_mixed_groups),
         cmocka_unit_test(test_planted),
         cmocka_unit_test(test_search_kernels),
+        cmocka_unit_test(test_finite_check),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -738,6 +738,9 @@ int main(int argc, char **argv)
             goto fail;
         }
     }
+    if (qf_model_get_config(q.m)->n_ctx_train > 0 && o.n_ctx > qf_model_get_config(q.m)->n_ctx_train)
+        qf_cli_info(1, "warning: %s was trained on %" PRId64 " tokens of context, -c is %" PRId64,
+                    o.model, qf_model_get_config(q.m)->n_ctx_train, o.n_ctx);
     if (o.tokens)
         rc = read_token_json(o.tokens, qf_model_get_config(q.m)->n_vocab, &ids, &n_tokens, &err);
     else
