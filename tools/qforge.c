@@ -17,7 +17,7 @@ static const struct {
     const char *what;
 } verbs[] = {
     { "convert", "convert a Hugging Face model folder to GGUF, as llama.cpp's converter does" },
-    { "inspect", "list a GGUF or safetensors model: metadata, tensors, sizes" },
+    { "inspect", "list a GGUF, safetensors or PyTorch model: metadata, tensors, sizes" },
     { "sum", "SHA-256 of every tensor (llama-gguf-hash manifests), and --check" },
     { "tokenize", "text to token ids with a model's tokenizer, as llama-tokenize" },
     { "quantize", "quantize a GGUF or HF folder to llama.cpp's types and mixes (Q4_K_M, ...)" },
