@@ -12,6 +12,14 @@
  * plain reference quantizers when no weights are given and their weighted
  * search when weights are given; Q8_0 ignores weights; IQ4_NL and IQ4_XS
  * always use their search (with unit weights when none are given).
+ *
+ * Speed: on x86-64 CPUs with AVX2 or AVX-512 (found at run time with
+ * CPUID; builds assume neither) the searches run 8 or 16 groups of weights
+ * in the lanes of a vector, every lane doing the scalar reference's float
+ * operations in the same order, so each level writes the same bytes
+ * (docs/simd.md). QF_NO_SIMD=1 in the environment, read once at the first
+ * call, forces the scalar reference. The SIMD row quantizers use up to
+ * about 40 KiB of stack.
  */
 #ifndef QF_QUANT_H
 #define QF_QUANT_H

@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "convert/source.h"
+#include "formats/parallel.h"
 #include "tools/cli.h"
 #include "verify/gemm.h"
 #include "verify/metrics.h"
@@ -432,18 +433,47 @@ static void json_head(qf_json *j, const char *mode, const options *o, int64_t n_
  * The two modes
  * ===================================================================== */
 
+/* Scoring a chunk's positions on the threads: row i is position first + i,
+ * predicting chunk[first + i + 1]; results are added in order afterwards. */
+typedef struct {
+    const float *q, *base; /* (rows, n_vocab) logits; base NULL for perplexity */
+    const int32_t *targets;
+    int64_t n_vocab;
+    double *nll;           /* perplexity: (rows) */
+    qf_kld_row *kr;        /* KL divergence: (rows) */
+} score_job;
+
+static int score_rows(void *ctx, int64_t begin, int64_t end, int worker)
+{
+    score_job *j = ctx;
+    int64_t i;
+    int rc;
+    (void)worker;
+    for (i = begin; i < end; i++) {
+        const float *q = j->q + i * j->n_vocab;
+        if (!j->base) {
+            j->nll[i] = qf_ppl_nll(q, j->n_vocab, j->targets[i]);
+        } else if ((rc = qf_kld_row_compute(q, j->base + i * j->n_vocab, j->n_vocab,
+                                            j->targets[i], &j->kr[i], NULL)) != 0) {
+            return rc;
+        }
+    }
+    return 0;
+}
+
 static int run_ppl(runner *r, const options *o, const int32_t *ids, int64_t n_tokens,
                    int64_t n_chunk, qf_err *err)
 {
     int64_t V = qf_model_get_config(r->m)->n_vocab, first = o->n_ctx / 2, i, j;
     int32_t *buf = malloc((size_t)o->n_ctx * sizeof *buf);
     double *chunk_ppl = malloc((size_t)n_chunk * sizeof *chunk_ppl), t0 = now_s(), c0 = cpu_s();
-    double secs, cpu;
+    double *nll = malloc((size_t)o->n_ctx * sizeof *nll), secs, cpu;
     qf_progress *prog = NULL;
     qf_ppl p = { 0, 0, 0 };
+    score_job sj;
     int rc = 0;
 
-    if (!buf || !chunk_ppl) {
+    if (!buf || !chunk_ppl || !nll) {
         rc = qf_err_set(err, QF_ENOMEM, "out of memory");
         goto done;
     }
@@ -456,8 +486,14 @@ static int run_ppl(runner *r, const options *o, const int32_t *ids, int64_t n_to
         const int32_t *chunk = ids + i * o->n_ctx;
         if ((rc = run_chunk(r, chunk, o->n_ctx, buf, err)) != 0)
             goto done;
-        for (j = first; j < o->n_ctx - 1; j++)
-            qf_ppl_add(&p, r->logits + (j - first) * V, V, chunk[j + 1]);
+        memset(&sj, 0, sizeof sj);
+        sj.q = r->logits;
+        sj.targets = chunk + first + 1;
+        sj.n_vocab = V;
+        sj.nll = nll;
+        qf_parallel_for(o->threads, o->n_ctx - 1 - first, 8, score_rows, &sj);
+        for (j = 0; j < o->n_ctx - 1 - first; j++)
+            qf_ppl_add_nll(&p, nll[j]);
         chunk_ppl[i] = qf_ppl_value(&p);
         if (!o->json) {
             printf("[%" PRId64 "]%.4lf,", i + 1, chunk_ppl[i]);
@@ -492,6 +528,7 @@ done:
     qf_progress_free(prog);
     free(buf);
     free(chunk_ppl);
+    free(nll);
     return rc;
 }
 
@@ -544,13 +581,15 @@ static int run_kld(runner *q, runner *base, const options *o, const int32_t *ids
 {
     int64_t V = qf_model_get_config(q->m)->n_vocab, first = o->n_ctx / 2, i, j;
     int32_t *buf = malloc((size_t)o->n_ctx * sizeof *buf);
+    qf_kld_row *kr = malloc((size_t)o->n_ctx * sizeof *kr);
     double t0 = now_s(), c0 = cpu_s(), secs, cpu;
     qf_progress *prog = NULL;
     qf_kld *k = NULL;
     qf_kld_stats s;
+    score_job sj;
     int rc, over = 0;
 
-    if (!buf) {
+    if (!buf || !kr) {
         rc = qf_err_set(err, QF_ENOMEM, "out of memory");
         goto done;
     }
@@ -568,9 +607,18 @@ static int run_kld(runner *q, runner *base, const options *o, const int32_t *ids
         if ((rc = run_chunk(base, chunk, o->n_ctx, buf, err)) != 0 ||
             (rc = run_chunk(q, chunk, o->n_ctx, buf, err)) != 0)
             goto done;
-        for (j = first; j < o->n_ctx - 1; j++)
-            if ((rc = qf_kld_add(k, q->logits + (j - first) * V, base->logits + (j - first) * V,
-                                 V, chunk[j + 1], err)) != 0)
+        memset(&sj, 0, sizeof sj);
+        sj.q = q->logits;
+        sj.base = base->logits;
+        sj.targets = chunk + first + 1;
+        sj.n_vocab = V;
+        sj.kr = kr;
+        if ((rc = qf_parallel_for(o->threads, o->n_ctx - 1 - first, 8, score_rows, &sj)) != 0) {
+            qf_err_set(err, rc, "scoring chunk %" PRId64 ": %s", i + 1, qf_err_name(rc));
+            goto done;
+        }
+        for (j = 0; j < o->n_ctx - 1 - first; j++)
+            if ((rc = qf_kld_add_row(k, &kr[j], err)) != 0)
                 goto done;
         if (!o->json) {
             qf_kld_get_stats(k, 0, &s, NULL);
@@ -619,6 +667,7 @@ done:
     qf_progress_free(prog);
     qf_kld_free(k);
     free(buf);
+    free(kr);
     return rc;
 }
 

@@ -32,10 +32,10 @@ static void row_lse(const float *z, int64_t n, float *max, int64_t *imax, float 
     *lse = (float)log(s);
 }
 
-double qf_ppl_add(qf_ppl *p, const float *logits, int64_t n_vocab, int32_t target)
+double qf_ppl_nll(const float *logits, int64_t n_vocab, int32_t target)
 {
     float m = logits[0];
-    double s = 0.0, v;
+    double s = 0.0;
     int64_t i;
 
     for (i = 1; i < n_vocab; i++)
@@ -43,10 +43,20 @@ double qf_ppl_add(qf_ppl *p, const float *logits, int64_t n_vocab, int32_t targe
             m = logits[i];
     for (i = 0; i < n_vocab; i++)
         s += (double)expf(logits[i] - m);
-    v = -((double)(logits[target] - m) - log(s));
+    return -((double)(logits[target] - m) - log(s));
+}
+
+void qf_ppl_add_nll(qf_ppl *p, double v)
+{
     p->sum_nll += v;
     p->sum_nll2 += v * v;
     p->count++;
+}
+
+double qf_ppl_add(qf_ppl *p, const float *logits, int64_t n_vocab, int32_t target)
+{
+    double v = qf_ppl_nll(logits, n_vocab, target);
+    qf_ppl_add_nll(p, v);
     return v;
 }
 
@@ -106,30 +116,20 @@ void qf_kld_free(qf_kld *k)
     free(k);
 }
 
-int qf_kld_add(qf_kld *k, const float *q, const float *base, int64_t n_vocab, int32_t target,
-               qf_err *err)
+int qf_kld_row_compute(const float *q, const float *base, int64_t n_vocab, int32_t target,
+                       qf_kld_row *row, qf_err *err)
 {
-    float max_q, lse_q, max_b, lse_b, nll, nll_base, p_diff;
+    float max_q, lse_q, max_b, lse_b;
     int64_t imax_q, imax_b, i;
-    double sum = 0.0, p_diff2;
+    double sum = 0.0;
 
     if (target < 0 || target >= n_vocab)
         return qf_err_set(err, QF_EINVAL, "target token %ld outside the vocabulary",
                           (long)target);
-    if (k->count >= k->capacity)
-        return qf_err_set(err, QF_ELIMIT, "KLD accumulator full (%lld positions)",
-                          (long long)k->capacity);
     row_lse(q, n_vocab, &max_q, &imax_q, &lse_q);
     row_lse(base, n_vocab, &max_b, &imax_b, &lse_b);
-
-    nll = max_q + lse_q - q[target];
-    nll_base = -(base[target] - max_b - lse_b);
-    k->sum_nll += (double)nll;
-    k->sum_nll2 += (double)(nll * nll);
-    k->sum_nll_base += (double)nll_base;
-    k->sum_nll_base2 += (double)(nll_base * nll_base);
-    k->sum_nll_nll_base += (double)(nll * nll_base);
-
+    row->nll = max_q + lse_q - q[target];
+    row->nll_base = -(base[target] - max_b - lse_b);
     max_q = max_q + lse_q;
     for (i = 0; i < n_vocab; i++) {
         float lp_base = base[i] - max_b - lse_b;
@@ -138,21 +138,44 @@ int qf_kld_add(qf_kld *k, const float *q, const float *base, int64_t n_vocab, in
             sum += (double)(p_base * (lp_base - q[i] + max_q));
         }
     }
-    k->sum_kld += sum;
-    k->sum_kld2 += sum * sum;
-    if (imax_q == imax_b)
-        k->n_same_top++;
+    row->kld = sum;
+    row->same_top = imax_q == imax_b;
+    row->p_diff = expf(-row->nll) - expf(-row->nll_base);
+    return 0;
+}
 
-    p_diff = expf(-nll) - expf(-nll_base);
-    p_diff2 = (double)(p_diff * p_diff);
-    k->sum_p_diff += (double)p_diff;
+int qf_kld_add_row(qf_kld *k, const qf_kld_row *r, qf_err *err)
+{
+    double p_diff2;
+
+    if (k->count >= k->capacity)
+        return qf_err_set(err, QF_ELIMIT, "KLD accumulator full (%lld positions)",
+                          (long long)k->capacity);
+    k->sum_nll += (double)r->nll;
+    k->sum_nll2 += (double)(r->nll * r->nll);
+    k->sum_nll_base += (double)r->nll_base;
+    k->sum_nll_base2 += (double)(r->nll_base * r->nll_base);
+    k->sum_nll_nll_base += (double)(r->nll * r->nll_base);
+    k->sum_kld += r->kld;
+    k->sum_kld2 += r->kld * r->kld;
+    if (r->same_top)
+        k->n_same_top++;
+    p_diff2 = (double)(r->p_diff * r->p_diff);
+    k->sum_p_diff += (double)r->p_diff;
     k->sum_p_diff2 += p_diff2;
     k->sum_p_diff4 += p_diff2 * p_diff2;
-
-    k->kld_values[k->count] = (float)sum;
-    k->p_diff_values[k->count] = p_diff;
+    k->kld_values[k->count] = (float)r->kld;
+    k->p_diff_values[k->count] = r->p_diff;
     k->count++;
     return 0;
+}
+
+int qf_kld_add(qf_kld *k, const float *q, const float *base, int64_t n_vocab, int32_t target,
+               qf_err *err)
+{
+    qf_kld_row r;
+    int rc = qf_kld_row_compute(q, base, n_vocab, target, &r, err);
+    return rc ? rc : qf_kld_add_row(k, &r, err);
 }
 
 /* Mean and its standard error, as llama.cpp: 0 below 11 values. */

@@ -46,6 +46,11 @@ typedef struct qf_ppl {
  * Returns the position's nll. */
 double qf_ppl_add(qf_ppl *p, const float *logits, int64_t n_vocab, int32_t target);
 
+/* The same in two steps, so that rows can be scored on several threads and
+ * added in order: qf_ppl_nll only reads; qf_ppl_add_nll adds one result. */
+double qf_ppl_nll(const float *logits, int64_t n_vocab, int32_t target);
+void qf_ppl_add_nll(qf_ppl *p, double nll);
+
 /* exp(mean nll), or 0 with nothing scored. */
 double qf_ppl_value(const qf_ppl *p);
 /* The printed "+/-": PPL * sqrt((mean nll^2 - mean nll^2) / (count - 1)), or 0. */
@@ -68,6 +73,19 @@ void qf_kld_free(qf_kld *k); /* accepts NULL */
  * reached) / QF_EINVAL (target out of range). */
 int qf_kld_add(qf_kld *k, const float *q, const float *base, int64_t n_vocab, int32_t target,
                qf_err *err);
+
+/* One position's figures (plain value struct), for scoring rows on several
+ * threads (qf_kld_row only reads) and adding them in order. */
+typedef struct qf_kld_row {
+    float nll, nll_base; /* -log q[target], -log p[target] */
+    double kld;          /* KL(p || q) over tokens with log p > -16 */
+    float p_diff;        /* q[target] - p[target] */
+    int same_top;        /* both rank the same token first */
+} qf_kld_row;
+
+int qf_kld_row_compute(const float *q, const float *base, int64_t n_vocab, int32_t target,
+                       qf_kld_row *row, qf_err *err);
+int qf_kld_add_row(qf_kld *k, const qf_kld_row *row, qf_err *err);
 
 /* Everything llama-perplexity --kl-divergence prints. Ratios are fractions
  * (same_top 0.94 prints as "94.1 %"); "_unc" fields are the printed +/-. */

@@ -313,11 +313,11 @@ typedef struct {
     loader *L;
     int64_t tensor, n_in;
     float *dst;
-} rows_job;
+} embd_job;
 
-static int plain_rows(void *ctx, int64_t begin, int64_t end, int worker)
+static int embd_rows(void *ctx, int64_t begin, int64_t end, int worker)
 {
-    rows_job *j = ctx;
+    embd_job *j = ctx;
     return qf_source_rows_f32(j->L->src, j->tensor, (uint64_t)begin, (uint64_t)(end - begin),
                               j->dst + begin * j->n_in, &j->L->errs[worker]);
 }
@@ -415,7 +415,7 @@ int qf_model_load(const qf_source *src, int n_threads, qf_model **out, qf_err *e
         if ((rc = load_mat(&L, &m->output, "token_embd.weight", c->n_vocab, c->dim, err)) != 0)
             goto done;
     } else {
-        rows_job rj;
+        embd_job rj;
         int64_t ti = find_shaped(&L, "token_embd.weight", c->dim, c->n_vocab, err);
         if (ti < 0) {
             rc = (int)ti;
@@ -429,7 +429,7 @@ int qf_model_load(const qf_source *src, int n_threads, qf_model **out, qf_err *e
         rj.tensor = ti;
         rj.n_in = c->dim;
         rj.dst = m->token_embd;
-        if ((rc = qf_parallel_for(L.n_threads, c->n_vocab, 256, plain_rows, &rj)) != 0) {
+        if ((rc = qf_parallel_for(L.n_threads, c->n_vocab, 256, embd_rows, &rj)) != 0) {
             rc = first_err(&L, rc, err);
             goto done;
         }
@@ -915,6 +915,58 @@ static float silu(float x)
     return x / (1.0f + expf(-x));
 }
 
+/* The per-token steps between products, run in parallel over tokens. */
+enum { ROWS_NORM, ROWS_ADD, ROWS_ADD_NORM, ROWS_SWIGLU };
+
+typedef struct {
+    const qf_model *m;
+    qf_model_state *s;
+    int op;
+    const float *w;  /* the norm's weight */
+    int64_t first;   /* item i is token first + i */
+} rows_job;
+
+static int rows_step(void *ctx, int64_t begin, int64_t end, int worker)
+{
+    rows_job *j = ctx;
+    qf_model_state *s = j->s;
+    int64_t dim = j->m->cfg.dim, nff = j->m->cfg.n_ff, t, i;
+    (void)worker;
+
+    for (t = begin + j->first; t < end + j->first; t++) {
+        float *x = s->x + t * dim, *y = s->y + t * dim;
+        switch (j->op) {
+        case ROWS_ADD:
+        case ROWS_ADD_NORM: /* residual: x = x + y, then the next norm */
+            for (i = 0; i < dim; i++)
+                x[i] = x[i] + y[i];
+            if (j->op == ROWS_ADD)
+                break;
+            /* fall through */
+        case ROWS_NORM:
+            rmsnorm(s->xn + t * dim, x, j->w, dim, j->m->cfg.norm_eps);
+            break;
+        case ROWS_SWIGLU: { /* silu(gate) * up */
+            const float *g = s->ffn + t * 2 * nff, *u = g + nff;
+            float *hb = s->hb + t * nff;
+            for (i = 0; i < nff; i++)
+                hb[i] = silu(g[i]) * u[i];
+            break;
+        }
+        default:
+            break;
+        }
+    }
+    return 0;
+}
+
+static void rows(const qf_model *m, qf_model_state *s, int op, const float *w, int64_t first,
+                 int64_t n)
+{
+    rows_job j = { m, s, op, w, first };
+    qf_parallel_for(s->n_threads, n - first, 8, rows_step, &j);
+}
+
 /* Run n (<= n_batch) tokens at positions pos .. pos+n-1; logits of tokens
  * [out_first, n) into logits. */
 static int eval_batch(const qf_model *m, qf_model_state *s, const int32_t *tokens, int64_t n,
@@ -939,15 +991,14 @@ static int eval_batch(const qf_model *m, qf_model_state *s, const int32_t *token
             cs[half + i] = (float)sin((double)angle);
         }
     }
+    rows(m, s, ROWS_NORM, m->layers[0].attn_norm, 0, n);
 
     for (l = 0; l < c->n_layer; l++) {
         const layer_weights *w = &m->layers[l];
         qkv_job qj = { m, s, w, l, s->pos };
         attn_job aj = { m, s, l, s->pos, n };
 
-        /* attention */
-        for (t = 0; t < n; t++)
-            rmsnorm(s->xn + t * dim, s->x + t * dim, w->attn_norm, dim, c->norm_eps);
+        /* attention (its input xn = attn_norm(x) is ready) */
         if ((rc = product(s, &w->wq, s->xn, dim, n, s->qkv, ld, err)) != 0 ||
             (rc = product(s, &w->wk, s->xn, dim, n, s->qkv + q_dim, ld, err)) != 0 ||
             (rc = product(s, &w->wv, s->xn, dim, n, s->qkv + q_dim + kv_dim, ld, err)) != 0)
@@ -956,32 +1007,25 @@ static int eval_batch(const qf_model *m, qf_model_state *s, const int32_t *token
         qf_parallel_for(nt, n * c->n_head, 4, attn_items, &aj);
         if ((rc = product(s, &w->wo, s->att, q_dim, n, s->y, dim, err)) != 0)
             return rc;
-        for (i = 0; i < n * dim; i++)
-            s->x[i] = s->x[i] + s->y[i];
+        rows(m, s, ROWS_ADD_NORM, w->ffn_norm, 0, n);
 
-        /* feed-forward: down(silu(gate(x)) * up(x)) */
-        for (t = 0; t < n; t++)
-            rmsnorm(s->xn + t * dim, s->x + t * dim, w->ffn_norm, dim, c->norm_eps);
+        /* feed-forward: down(silu(gate(xn)) * up(xn)) */
         if ((rc = product(s, &w->w1, s->xn, dim, n, s->ffn, 2 * nff, err)) != 0 ||
             (rc = product(s, &w->w3, s->xn, dim, n, s->ffn + nff, 2 * nff, err)) != 0)
             return rc;
-        for (t = 0; t < n; t++) {
-            const float *g = s->ffn + t * 2 * nff, *u = g + nff;
-            float *hb = s->hb + t * nff;
-            for (i = 0; i < nff; i++)
-                hb[i] = silu(g[i]) * u[i];
-        }
+        rows(m, s, ROWS_SWIGLU, NULL, 0, n);
         if ((rc = product(s, &w->w2, s->hb, nff, n, s->y, dim, err)) != 0)
             return rc;
-        for (i = 0; i < n * dim; i++)
-            s->x[i] = s->x[i] + s->y[i];
+        if (l + 1 < c->n_layer)
+            rows(m, s, ROWS_ADD_NORM, m->layers[l + 1].attn_norm, 0, n);
+        else
+            rows(m, s, ROWS_ADD, NULL, 0, n);
     }
 
     s->pos += n;
     if (out_first >= n)
         return 0;
-    for (t = out_first; t < n; t++)
-        rmsnorm(s->xn + t * dim, s->x + t * dim, m->output_norm, dim, c->norm_eps);
+    rows(m, s, ROWS_NORM, m->output_norm, out_first, n);
     return product(s, &m->output, s->xn + out_first * dim, dim, n - out_first, logits,
                    c->n_vocab, err);
 }
