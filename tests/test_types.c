@@ -189,6 +189,22 @@ static void test_bulk_matches_scalar(void **state)
                          qf_f32_to_f16(in[k]), qf_f32_to_bf16(in[k]));
         }
     }
+    /* F16 -> F32 in bulk: all 65,536 halves, NaN payloads kept as they are */
+    {
+        static uint8_t halves[2 * 65536];
+        static float wide[65536];
+        uint32_t h;
+        for (h = 0; h < 65536; h++) {
+            halves[2 * h] = (uint8_t)h;
+            halves[2 * h + 1] = (uint8_t)(h >> 8);
+        }
+        assert_int_equal(qf_dtype_to_f32(QF_DTYPE_F16, halves, wide, 65536), 0);
+        for (h = 0; h < 65536; h++)
+            assert_int_equal(bits(wide[h]), bits(qf_f16_to_f32((uint16_t)h)));
+        assert_int_equal(qf_dtype_to_f32(QF_DTYPE_F16, halves + 2 * 0x7C01, wide, 13), 0);
+        for (h = 0; h < 13; h++)
+            assert_int_equal(bits(wide[h]), bits(qf_f16_to_f32((uint16_t)(0x7C01 + h))));
+    }
     /* every NaN payload's top bits, both signs, and odd lengths (tails) */
     for (k = 0; k < N; k++)
         in[k] = from_bits(0x7F800001u + (uint32_t)k * 2047u + (k & 1 ? 0x80000000u : 0));
