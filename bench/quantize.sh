@@ -32,18 +32,18 @@ model() { # model NAME DTYPE GENARGS...: a folder with a tokenizer
 }
 
 measure() { # measure LABEL INPUT_BYTES CMD...
-    label=$1 in=$2
+    label=$1 bytes=$2
     shift 2
     best="" i=0
     while [ $i -lt "$REPEAT" ]; do
         rm -f "$DIR/q.gguf"
         /usr/bin/time -f "%e %M" -o "$DIR/time.txt" "$@" >/dev/null 2>"$DIR/err" || { cat "$DIR/err" >&2; exit 1; }
-        read -r t rss < "$DIR/time.txt"
-        if [ -z "$best" ] || awk -v a="$t" -v b="$best" 'BEGIN { exit !(a < b) }'; then best=$t bestrss=$rss; fi
+        read -r secs rss < "$DIR/time.txt"
+        if [ -z "$best" ] || awk -v a="$secs" -v b="$best" 'BEGIN { exit !(a < b) }'; then best=$secs bestrss=$rss; fi
         i=$((i + 1))
     done
     printf '%-48s %8.2f s %7.2f GB/s %8.1f MiB peak RSS\n' "$label" "$best" \
-        "$(awk -v s="$in" -v t="$best" 'BEGIN { print s / t / 1e9 }')" "$(awk -v k="$bestrss" 'BEGIN { print k / 1024 }')"
+        "$(awk -v s="$bytes" -v t="$best" 'BEGIN { print s / t / 1e9 }')" "$(awk -v k="$bestrss" 'BEGIN { print k / 1024 }')"
 }
 
 tl_bf16=$(model llama-1.1b-bf16-q bf16 --preset tinyllama-1.1b)
