@@ -9,7 +9,7 @@
 # multiply/add throughput measured in registers) and the fraction reached.
 # Best of REPEAT runs.
 #   sh bench/verify.sh [BUILD]     BENCH_DIR (/tmp/qforge-bench), N_CTX (512), CHUNKS (2),
-#                                  REPEAT (2)
+#                                  REPEAT (2), LAYERS (16; 22 is TinyLlama-1.1B itself)
 set -e
 BUILD=${1:-build}
 BIN="$BUILD/bin"
@@ -17,14 +17,15 @@ DIR=${BENCH_DIR:-/tmp/qforge-bench}
 N_CTX=${N_CTX:-512}
 CHUNKS=${CHUNKS:-2}
 REPEAT=${REPEAT:-2}
-MODEL="$DIR/llama-2048x16-f32"
-LAYERS=16 HIDDEN=2048 FFN=5632 VOCAB=32000 KV_DIM=256
+LAYERS=${LAYERS:-16}
+MODEL="$DIR/llama-2048x$LAYERS-f32"
+HIDDEN=2048 FFN=5632 VOCAB=32000 KV_DIM=256
 
 make -s "$BUILD/tests/util_genmodel" "$BUILD/tests/util_gemmbench" "$BIN/qforge-verify" \
     BUILD="$BUILD" >/dev/null
 mkdir -p "$DIR"
 if [ ! -f "$MODEL/model.safetensors" ]; then
-    echo "bench: generating $MODEL (3.3 GB of F32, once)"
+    echo "bench: generating $MODEL ($LAYERS layers of F32, once)"
     "$BUILD/tests/util_genmodel" "$MODEL" --hidden $HIDDEN --layers $LAYERS --ffn $FFN \
         --heads 32 --kv-heads 4 --vocab $VOCAB --dtype f32 --force
     cp fixtures/stories260K/tokenizer.model "$MODEL/"
@@ -86,14 +87,14 @@ for t in 1 2; do
     eval "TPS_$t=$TPS CPS_$t=$CPS"
 done
 # TinyLlama-1.1B has 22 layers: the same per-layer speed gives
-awk -v tps="$TPS_2" -v cps="$CPS_2" -v l=$LAYERS -v d=$HIDDEN -v f=$FFN -v v=$VOCAB -v kv=$KV_DIM -v c=$N_CTX 'BEGIN {
+[ "$LAYERS" = 22 ] || awk -v tps="$TPS_2" -v cps="$CPS_2" -v l=$LAYERS -v d=$HIDDEN -v f=$FFN -v v=$VOCAB -v kv=$KV_DIM -v c=$N_CTX 'BEGIN {
     per_layer = 2 * (d * d + 2 * kv * d + d * d + 3 * d * f) + 2 * 2 * (c / 2) * d
     f16 = l * per_layer + v * d; f22 = 22 * per_layer + v * d
     printf "1.1B shape (22 layers) at 2 threads, by flops: %.1f tokens/s (%.1f with both cores to itself; target >= 80)\n",
         tps * f16 / f22, cps * f16 / f22 }'
 
 if [ -x "$BIN/qforge-quantize" ]; then
-    Q="$DIR/llama-2048x16-Q4_K_M.gguf"
+    Q="$DIR/llama-2048x$LAYERS-Q4_K_M.gguf"
     [ -f "$Q" ] || "$BIN/qforge-quantize" -q "$MODEL" "$Q" Q4_K_M >/dev/null 2>&1 || rm -f "$Q"
     if [ -f "$Q" ]; then
         for t in 1 2; do

@@ -227,19 +227,24 @@ static void test_gemm_paths(void **state)
         assert_int_equal(qf_gemm(&m, x, K, T, y1, N, 3, NULL), 0);
         if (memcmp(y0, y1, T * N * sizeof(float)) != 0)
             fail_msg("qf_gemm path %s differs from the plain sums", qf_gemm_isa_name(isa));
-        /* vector times matrix: row 0 of x times W viewed as K x N (lda N),
-         * over every width up to N (the masked and copied tails) */
+        /* a small block: the first mr rows of x (packed) times w viewed as
+         * a row-major K' x N' matrix (K' = 40 rows of lda N), every width */
         for (o = 1; o <= N; o += 7) {
-            float *v = y1 + T * N - N;
-            for (k = 0; k < o; k++) {
-                float s = 0.0f;
-                for (i = 0; i < 40; i++)
-                    s = s + x[i] * w[i * N + k];
-                row[k] = s;
-            }
-            qf_gemm_vecmat(v, x, w, N, 40, o);
-            if (memcmp(v, row, (size_t)o * sizeof(float)) != 0)
-                fail_msg("qf_gemm_vecmat path %s, width %d differs", qf_gemm_isa_name(isa), (int)o);
+            float xp[40 * QF_GEMM_MR], *v = y1;
+            int mr = 1 + (int)(o % QF_GEMM_MR), rr;
+            for (k = 0; k < 40; k++)
+                for (rr = 0; rr < QF_GEMM_MR; rr++)
+                    xp[k * QF_GEMM_MR + rr] = rr < mr ? x[rr * K + k] : 0.0f;
+            qf_gemm_block(xp, mr, w, N, 40, o, v, N);
+            for (rr = 0; rr < mr; rr++)
+                for (i = 0; i < o; i++) {
+                    float s = 0.0f;
+                    for (k = 0; k < 40; k++)
+                        s = s + x[rr * K + k] * w[k * N + i];
+                    if (memcmp(&s, &v[rr * N + i], sizeof s) != 0)
+                        fail_msg("qf_gemm_block path %s, width %d, row %d differs",
+                                 qf_gemm_isa_name(isa), (int)o, rr);
+                }
         }
     }
     qf_gemm_set_isa(prev);

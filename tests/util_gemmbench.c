@@ -5,7 +5,8 @@
  *   util_gemmbench peak [-t N]
  *       multiply-then-add throughput of the widest vectors qf_gemm uses
  *       (registers only, 8 independent chains per thread): the F32 peak
- *       qf_gemm could reach. Prints "peak_gflops=<x> isa=<name> threads=<n>".
+ *       qf_gemm could reach (best of 5 runs). Prints
+ *       "peak_gflops=<x> isa=<name> threads=<n>".
  *   util_gemmbench gemm N_OUT N_IN N_TOK [-t N]
  *       qf_gemm on that shape (best of ~1 s of runs). Prints "gflops=<x>".
  */
@@ -135,7 +136,12 @@ int main(int argc, char **argv)
     if (threads < 1 || threads > 64)
         threads = 1;
     if (argc >= 2 && !strcmp(argv[1], "peak")) {
-        double p = peak(threads);
+        double p = 0;
+        int r;
+        for (r = 0; r < 5; r++) { /* best of 5: other jobs only ever slow it down */
+            double q = peak(threads);
+            p = q > p ? q : p;
+        }
         printf("peak_gflops=%.1f isa=%s threads=%d\n", p, qf_gemm_isa_name(qf_gemm_isa()), threads);
         return 0;
     }

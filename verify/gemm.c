@@ -92,14 +92,15 @@ void qf_gemm_mat_get_row(const qf_gemm_mat *m, int64_t row, float *dst)
 /* =====================================================================
  * Micro-kernels: for r < mr, c < nr,
  *     y[r][c] = (acc ? y[r][c] : 0) + sum over k < kc of xp[k][r] * wp[k][c]
- * with xp: kc x MR (part of a packed block of X) and wp: kc x NR (part of a
- * weight panel). A product of K columns is one call per k-block, each
+ * with xp: kc x MR (part of a packed block of X) and wp: kc rows of NR
+ * floats, ldw apart (a slice of a weight panel, where ldw = NR, or of any
+ * row-major matrix). A product of K columns is one call per k-block, each
  * continuing the previous one's sums from y: the order of every sum stays
- * k = 0, 1, ..., K-1.
+ * k = 0, 1, ..., K-1. The vector kernels read all NR floats of each wp row.
  * ===================================================================== */
 
-typedef void (*kernel_fn)(const float *xp, const float *wp, int64_t kc, float *y, int64_t ldy,
-                          int mr, int nr, int acc);
+typedef void (*kernel_fn)(const float *xp, const float *wp, int64_t ldw, int64_t kc, float *y,
+                          int64_t ldy, int mr, int nr, int acc);
 
 /* The tile as it stands in y (valid part; zeros elsewhere), or zeros. */
 static void load_tile(float *tile, const float *y, int64_t ldy, int mr, int nr, int acc)
@@ -118,8 +119,8 @@ static void store_tile(const float *tile, float *y, int64_t ldy, int mr, int nr)
         memcpy(y + r * ldy, tile + r * NR, (size_t)nr * sizeof(float));
 }
 
-static void kernel_generic(const float *xp, const float *wp, int64_t kc, float *y, int64_t ldy,
-                           int mr, int nr, int acc)
+static void kernel_generic(const float *xp, const float *wp, int64_t ldw, int64_t kc, float *y,
+                           int64_t ldy, int mr, int nr, int acc)
 {
     float t[MR * NR];
     int64_t k;
@@ -127,36 +128,22 @@ static void kernel_generic(const float *xp, const float *wp, int64_t kc, float *
 
     load_tile(t, y, ldy, mr, nr, acc);
     for (k = 0; k < kc; k++) {
-        const float *xk = xp + k * MR, *wk = wp + k * NR;
+        const float *xk = xp + k * MR, *wk = wp + k * ldw;
         for (r = 0; r < MR; r++) {
             float xv = xk[r];
             float *a = t + r * NR;
-            for (c = 0; c < NR; c++)
+            for (c = 0; c < nr; c++)
                 a[c] = a[c] + xv * wk[c];
         }
     }
     store_tile(t, y, ldy, mr, nr);
 }
 
-static void vecmat_generic(float *y, const float *x, const float *a, int64_t lda, int64_t n_in,
-                           int64_t n)
-{
-    int64_t j, k;
-    for (j = 0; j < n; j++)
-        y[j] = 0.0f;
-    for (k = 0; k < n_in; k++) {
-        const float *ak = a + k * lda;
-        float xk = x[k];
-        for (j = 0; j < n; j++)
-            y[j] = y[j] + xk * ak[j];
-    }
-}
-
 #ifdef QF_X86
 
 __attribute__((target("avx2"))) static void kernel_avx2(const float *xp, const float *wp,
-                                                        int64_t kc, float *y, int64_t ldy, int mr,
-                                                        int nr, int acc)
+                                                        int64_t ldw, int64_t kc, float *y,
+                                                        int64_t ldy, int mr, int nr, int acc)
 {
     /* 16 ymm registers: the 8 x 32 tile is done as four 4 x 16 quarters,
      * 8 accumulators each, through a tile buffer. */
@@ -173,7 +160,7 @@ __attribute__((target("avx2"))) static void kernel_avx2(const float *xp, const f
             __m256 c30 = _mm256_loadu_ps(t0 + 3 * NR), c31 = _mm256_loadu_ps(t0 + 3 * NR + 8);
             const float *xk = xp + rh, *wk = wp + ch;
             int64_t k;
-            for (k = 0; k < kc; k++, xk += MR, wk += NR) {
+            for (k = 0; k < kc; k++, xk += MR, wk += ldw) {
                 __m256 w0 = _mm256_loadu_ps(wk), w1 = _mm256_loadu_ps(wk + 8), x;
                 x = _mm256_broadcast_ss(xk + 0);
                 c00 = _mm256_add_ps(c00, _mm256_mul_ps(x, w0));
@@ -197,30 +184,6 @@ __attribute__((target("avx2"))) static void kernel_avx2(const float *xp, const f
     store_tile(t, y, ldy, mr, nr);
 }
 
-/* 32 columns at a time in four registers; the last block through a copy. */
-__attribute__((target("avx2"))) static void vecmat_avx2(float *y, const float *x, const float *a,
-                                                        int64_t lda, int64_t n_in, int64_t n)
-{
-    int64_t j, k;
-    for (j = 0; j + 32 <= n; j += 32) {
-        __m256 c0 = _mm256_setzero_ps(), c1 = c0, c2 = c0, c3 = c0;
-        const float *ak = a + j;
-        for (k = 0; k < n_in; k++, ak += lda) {
-            __m256 xv = _mm256_broadcast_ss(x + k);
-            c0 = _mm256_add_ps(c0, _mm256_mul_ps(xv, _mm256_loadu_ps(ak)));
-            c1 = _mm256_add_ps(c1, _mm256_mul_ps(xv, _mm256_loadu_ps(ak + 8)));
-            c2 = _mm256_add_ps(c2, _mm256_mul_ps(xv, _mm256_loadu_ps(ak + 16)));
-            c3 = _mm256_add_ps(c3, _mm256_mul_ps(xv, _mm256_loadu_ps(ak + 24)));
-        }
-        _mm256_storeu_ps(y + j, c0);
-        _mm256_storeu_ps(y + j + 8, c1);
-        _mm256_storeu_ps(y + j + 16, c2);
-        _mm256_storeu_ps(y + j + 24, c3);
-    }
-    if (j < n)
-        vecmat_generic(y + j, x, a + j, lda, n_in, n - j);
-}
-
 #define ACC2(r)                                                                                   \
     x = _mm512_set1_ps(xk[r]);                                                                    \
     c##r##0 = _mm512_add_ps(c##r##0, _mm512_mul_ps(x, w0));                                       \
@@ -229,8 +192,8 @@ __attribute__((target("avx2"))) static void vecmat_avx2(float *y, const float *x
 #define ST2(r) _mm512_storeu_ps(c + r * ldc, c##r##0), _mm512_storeu_ps(c + r * ldc + 16, c##r##1);
 
 __attribute__((target("avx512f"))) static void kernel_avx512(const float *xp, const float *wp,
-                                                             int64_t kc, float *y, int64_t ldy,
-                                                             int mr, int nr, int acc)
+                                                             int64_t ldw, int64_t kc, float *y,
+                                                             int64_t ldy, int mr, int nr, int acc)
 {
     __m512 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51, c60, c61, c70, c71;
     float t[MR * NR], *c = y;
@@ -250,44 +213,13 @@ __attribute__((target("avx512f"))) static void kernel_avx512(const float *xp, co
         c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = _mm512_setzero_ps();
         c40 = c41 = c50 = c51 = c60 = c61 = c70 = c71 = _mm512_setzero_ps();
     }
-    for (k = 0; k < kc; k++, xk += MR, wk += NR) {
+    for (k = 0; k < kc; k++, xk += MR, wk += ldw) {
         __m512 w0 = _mm512_loadu_ps(wk), w1 = _mm512_loadu_ps(wk + 16), x;
         ACC2(0) ACC2(1) ACC2(2) ACC2(3) ACC2(4) ACC2(5) ACC2(6) ACC2(7)
     }
     ST2(0) ST2(1) ST2(2) ST2(3) ST2(4) ST2(5) ST2(6) ST2(7)
     if (!full)
         store_tile(t, y, ldy, mr, nr);
-}
-
-/* 64 columns at a time in four registers, the tail under a mask. */
-__attribute__((target("avx512f"))) static void vecmat_avx512(float *y, const float *x,
-                                                             const float *a, int64_t lda,
-                                                             int64_t n_in, int64_t n)
-{
-    int64_t j, k;
-    for (j = 0; j + 64 <= n; j += 64) {
-        __m512 c0 = _mm512_setzero_ps(), c1 = c0, c2 = c0, c3 = c0;
-        const float *ak = a + j;
-        for (k = 0; k < n_in; k++, ak += lda) {
-            __m512 xv = _mm512_set1_ps(x[k]);
-            c0 = _mm512_add_ps(c0, _mm512_mul_ps(xv, _mm512_loadu_ps(ak)));
-            c1 = _mm512_add_ps(c1, _mm512_mul_ps(xv, _mm512_loadu_ps(ak + 16)));
-            c2 = _mm512_add_ps(c2, _mm512_mul_ps(xv, _mm512_loadu_ps(ak + 32)));
-            c3 = _mm512_add_ps(c3, _mm512_mul_ps(xv, _mm512_loadu_ps(ak + 48)));
-        }
-        _mm512_storeu_ps(y + j, c0);
-        _mm512_storeu_ps(y + j + 16, c1);
-        _mm512_storeu_ps(y + j + 32, c2);
-        _mm512_storeu_ps(y + j + 48, c3);
-    }
-    for (; j < n; j += 16) {
-        __mmask16 m = (__mmask16)(n - j >= 16 ? 0xFFFF : (1u << (n - j)) - 1);
-        __m512 c0 = _mm512_setzero_ps();
-        const float *ak = a + j;
-        for (k = 0; k < n_in; k++, ak += lda)
-            c0 = _mm512_add_ps(c0, _mm512_mul_ps(_mm512_set1_ps(x[k]), _mm512_maskz_loadu_ps(m, ak)));
-        _mm512_mask_storeu_ps(y + j, m, c0);
-    }
 }
 
 #endif /* QF_X86 */
@@ -302,8 +234,6 @@ __attribute__((target("avx512f"))) static void vecmat_avx512(float *y, const flo
 static _Atomic int isa_now; /* 0 until set */
 static pthread_once_t isa_once = PTHREAD_ONCE_INIT;
 static kernel_fn kernel_now = kernel_generic;
-static void (*vecmat_now)(float *, const float *, const float *, int64_t, int64_t,
-                          int64_t) = vecmat_generic;
 
 static int isa_best(void)
 {
@@ -326,17 +256,14 @@ int qf_gemm_set_isa(int isa)
 #ifdef QF_X86
     case QF_GEMM_ISA_AVX512:
         kernel_now = kernel_avx512;
-        vecmat_now = vecmat_avx512;
         break;
     case QF_GEMM_ISA_AVX2:
         kernel_now = kernel_avx2;
-        vecmat_now = vecmat_avx2;
         break;
 #endif
     default:
         isa = QF_GEMM_ISA_GENERIC;
         kernel_now = kernel_generic;
-        vecmat_now = vecmat_generic;
     }
     isa_now = isa;
     return isa;
@@ -365,11 +292,13 @@ const char *qf_gemm_isa_name(int isa)
     }
 }
 
-void qf_gemm_vecmat(float *y, const float *x, const float *a, int64_t lda, int64_t n_in,
-                    int64_t n)
+void qf_gemm_block(const float *xp, int mr, const float *w, int64_t ldw, int64_t K, int64_t n,
+                   float *y, int64_t ldy)
 {
+    int64_t c;
     qf_gemm_isa();
-    vecmat_now(y, x, a, lda, n_in, n);
+    for (c = 0; c < n; c += NR)
+        kernel_now(xp, w + c, ldw, K, y + c, ldy, mr, (int)(n - c < NR ? n - c : NR), 0);
 }
 
 /* =====================================================================
@@ -403,7 +332,7 @@ static int gemm_panels(void *ctx, int64_t begin, int64_t end, int worker)
             int nr = (int)(j->w->n_out - p * NR < NR ? j->w->n_out - p * NR : NR);
             for (b = 0; b < j->n_blk; b++) {
                 int mr = (int)(j->n_tok - b * MR < MR ? j->n_tok - b * MR : MR);
-                j->kern(j->xp + (b * K + k0) * MR, wp, kc, j->y + b * MR * j->ldy + p * NR,
+                j->kern(j->xp + (b * K + k0) * MR, wp, NR, kc, j->y + b * MR * j->ldy + p * NR,
                         j->ldy, mr, nr, k0 > 0);
             }
         }

@@ -67,13 +67,17 @@ int qf_gemm(const qf_gemm_mat *w, const float *x, int64_t ldx, int64_t n_tok, fl
             int64_t ldy, int n_threads, qf_err *err);
 
 /*
- * Vector times matrix: y[j] = sum over k = 0 .. n_in-1 of x[k] * a[k * lda + j]
- * for j < n, each sum from 0 in increasing k (same bits on every path). The
- * attention products are of this form: scores = q . K^T with keys stored
- * transposed, and the weighted sum of values.
+ * A small product on the calling thread (attention uses it): for r < mr
+ * (<= QF_GEMM_MR) and c < n,
+ *     y[r * ldy + c] = sum over k = 0 .. K-1 of xp[k * QF_GEMM_MR + r] * w[k * ldw + c]
+ * each sum from 0 in increasing k, as qf_gemm. xp holds the rows packed
+ * k-major, QF_GEMM_MR values per k (rows past mr are computed and dropped);
+ * w is any row-major matrix. The vector paths read w in whole groups of
+ * QF_GEMM_NR columns: w[k * ldw + c] must be readable for c up to n rounded
+ * up to QF_GEMM_NR (the values past n are not used).
  */
-void qf_gemm_vecmat(float *y, const float *x, const float *a, int64_t lda, int64_t n_in,
-                    int64_t n);
+void qf_gemm_block(const float *xp, int mr, const float *w, int64_t ldw, int64_t K, int64_t n,
+                   float *y, int64_t ldy);
 
 /* Instruction sets for the kernels. AUTO picks the widest the CPU and OS
  * support; the others force a path (tests use this to check that every path

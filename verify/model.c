@@ -645,7 +645,10 @@ struct qf_model_state {
     float *y;        /* (n_batch, dim) product output before the residual add */
     float *ffn;      /* (n_batch, 2 n_ff) gate | up */
     float *hb;       /* (n_batch, n_ff) silu(gate) * up */
-    float *scores;   /* (n_threads, n_ctx + head_dim) one query's weights, its rounded q */
+    float *scores;   /* (n_threads, scores_per_worker): a token block's scores S
+                      * (MR, n_ctx), its queries packed (head_dim, MR) and its
+                      * weights packed (n_ctx, MR) */
+    int64_t scores_per_worker;
     float *rope;     /* (n_batch, n_rot) cos | sin of each token's angles */
 };
 
@@ -706,8 +709,10 @@ int qf_model_state_new(const qf_model *m, int64_t n_ctx, int64_t n_batch, int n_
     s->max_in = c->dim > c->n_ff ? c->dim : c->n_ff;
     if (q_dim > s->max_in)
         s->max_in = q_dim;
-    s->k_cache = alloc_floats(c->n_layer * kv_dim, n_ctx, &fail);
-    s->v_cache = alloc_floats(c->n_layer * n_ctx, kv_dim, &fail);
+    /* qf_gemm_block reads keys and values in whole groups of QF_GEMM_NR:
+     * a group's slack after the last row keeps that inside the buffers */
+    s->k_cache = alloc_floats(c->n_layer * kv_dim * n_ctx + QF_GEMM_NR, 1, &fail);
+    s->v_cache = alloc_floats(c->n_layer * n_ctx * kv_dim + QF_GEMM_NR, 1, &fail);
     s->x = alloc_floats(n_batch, c->dim, &fail);
     s->xn = alloc_floats(n_batch, c->dim, &fail);
     if (numerics == QF_NUMERICS_GGML)
@@ -717,7 +722,8 @@ int qf_model_state_new(const qf_model *m, int64_t n_ctx, int64_t n_batch, int n_
     s->y = alloc_floats(n_batch, c->dim, &fail);
     s->ffn = alloc_floats(n_batch, 2 * c->n_ff, &fail);
     s->hb = alloc_floats(n_batch, c->n_ff, &fail);
-    s->scores = alloc_floats(s->n_threads, n_ctx + c->head_dim, &fail);
+    s->scores_per_worker = QF_GEMM_MR * (2 * n_ctx + c->head_dim);
+    s->scores = alloc_floats(s->n_threads, s->scores_per_worker, &fail);
     s->rope = alloc_floats(n_batch, c->n_rot, &fail);
     if (fail) {
         qf_model_state_free(s);
@@ -816,9 +822,15 @@ typedef struct {
     int64_t layer, pos0, n_tok;
 } attn_job;
 
-/* One item = one (token, head): softmax(q . K / sqrt(head_dim)) . V over
- * positions 0 .. pos0 + t. Both products are qf_gemm_vecmat (vectorized
- * across positions or head dimensions, each sum in order). */
+/*
+ * One item = one head over a block of up to MR tokens t0 .. t1 (the rows
+ * of qf_gemm_block): scores S = q . K^T / sqrt(head_dim) over positions
+ * 0 .. pos0 + t1, each token's row softmaxed over its own positions
+ * 0 .. pos0 + t (the rest of the row set to 0), then S . V. Every sum runs
+ * over head dimensions or positions in order, so the result is the one a
+ * token alone would get: the extra terms of an earlier token's p . V are
+ * exact zeros added at the end.
+ */
 static int attn_items(void *ctx, int64_t begin, int64_t end, int worker)
 {
     attn_job *j = ctx;
@@ -826,41 +838,49 @@ static int attn_items(void *ctx, int64_t begin, int64_t end, int worker)
     qf_model_state *s = j->s;
     int64_t hd = c->head_dim, q_dim = c->n_head * hd, kv_dim = c->n_head_kv * hd;
     int64_t ld = q_dim + 2 * kv_dim, group = c->n_head / c->n_head_kv, it, d, p;
-    float *sc = s->scores + (int64_t)worker * (s->n_ctx + hd), *qr = sc + s->n_ctx;
+    int64_t lds = s->n_ctx; /* row stride of S */
+    float *S = s->scores + (int64_t)worker * s->scores_per_worker;
+    float *qp = S + QF_GEMM_MR * lds, *pp = qp + QF_GEMM_MR * hd;
     float scale = 1.0f / sqrtf((float)hd);
     int ggml = s->numerics == QF_NUMERICS_GGML;
 
     for (it = begin; it < end; it++) {
-        int64_t t = it / c->n_head, h = it % c->n_head, kvh = h / group;
-        int64_t n_kv = j->pos0 + t + 1;
-        const float *q = s->qkv + t * ld + h * hd;
+        int64_t b = it / c->n_head, h = it % c->n_head, kvh = h / group;
+        int64_t t0 = b * QF_GEMM_MR, t1 = t0 + QF_GEMM_MR < j->n_tok ? t0 + QF_GEMM_MR : j->n_tok;
+        int64_t n_max = j->pos0 + t1; /* positions the last token sees */
         const float *kt = s->k_cache + (j->layer * kv_dim + kvh * hd) * s->n_ctx;
         const float *vc = s->v_cache + j->layer * s->n_ctx * kv_dim + kvh * hd;
-        float *o = s->att + t * q_dim + h * hd;
-        float mx;
-        double sum = 0.0;
-        float inv;
+        int mr = (int)(t1 - t0), r;
 
-        if (ggml) {
+        /* queries, packed k-major (F16 under ggml numerics) */
+        memset(qp, 0, (size_t)(QF_GEMM_MR * hd) * sizeof(float));
+        for (r = 0; r < mr; r++) {
+            const float *q = s->qkv + (t0 + r) * ld + h * hd;
             for (d = 0; d < hd; d++)
-                qr[d] = round_f16(q[d]);
-            q = qr;
+                qp[d * QF_GEMM_MR + r] = ggml ? round_f16(q[d]) : q[d];
         }
-        qf_gemm_vecmat(sc, q, kt, s->n_ctx, hd, n_kv);
-        mx = -INFINITY;
-        for (p = 0; p < n_kv; p++) {
-            sc[p] = sc[p] * scale;
-            if (sc[p] > mx)
-                mx = sc[p];
+        qf_gemm_block(qp, mr, kt, s->n_ctx, hd, n_max, S, lds);
+
+        /* each row's softmax over its own positions */
+        memset(pp, 0, (size_t)(QF_GEMM_MR * n_max) * sizeof(float));
+        for (r = 0; r < mr; r++) {
+            float *sr = S + r * lds, mx = -INFINITY, inv;
+            int64_t n_kv = j->pos0 + t0 + r + 1;
+            double sum = 0.0;
+            for (p = 0; p < n_kv; p++) {
+                sr[p] = sr[p] * scale;
+                if (sr[p] > mx)
+                    mx = sr[p];
+            }
+            for (p = 0; p < n_kv; p++) {
+                sr[p] = expf(sr[p] - mx);
+                sum += (double)sr[p];
+            }
+            inv = (float)(1.0 / sum);
+            for (p = 0; p < n_kv; p++)
+                pp[p * QF_GEMM_MR + r] = ggml ? round_f16(sr[p] * inv) : sr[p] * inv;
         }
-        for (p = 0; p < n_kv; p++) {
-            sc[p] = expf(sc[p] - mx);
-            sum += (double)sc[p];
-        }
-        inv = (float)(1.0 / sum);
-        for (p = 0; p < n_kv; p++)
-            sc[p] = ggml ? round_f16(sc[p] * inv) : sc[p] * inv;
-        qf_gemm_vecmat(o, sc, vc, kv_dim, n_kv, hd);
+        qf_gemm_block(pp, mr, vc, kv_dim, n_max, hd, s->att + t0 * q_dim + h * hd, q_dim);
     }
     return 0;
 }
@@ -1004,7 +1024,7 @@ static int eval_batch(const qf_model *m, qf_model_state *s, const int32_t *token
             (rc = product(s, &w->wv, s->xn, dim, n, s->qkv + q_dim + kv_dim, ld, err)) != 0)
             return rc;
         qf_parallel_for(nt, n, 8, qkv_tokens, &qj);
-        qf_parallel_for(nt, n * c->n_head, 4, attn_items, &aj);
+        qf_parallel_for(nt, (n + QF_GEMM_MR - 1) / QF_GEMM_MR * c->n_head, 1, attn_items, &aj);
         if ((rc = product(s, &w->wo, s->att, q_dim, n, s->y, dim, err)) != 0)
             return rc;
         rows(m, s, ROWS_ADD_NORM, w->ffn_norm, 0, n);
