@@ -48,3 +48,8 @@ else
     echo "NO: the files differ" >&2
     exit 1
 fi
+
+step "qforge verify: what Q4_K_M cost, against the F32 source folder (KL divergence, llama-perplexity's report)"
+"$BIN/qforge" verify -m "$OUT/stories260K-Q4_K_M.gguf" --ref "$MODEL" -f fixtures/verify/eval.txt -c 128 --chunks 40 \
+    --max-kld 0.2 --min-same-top 70
+echo "(exit status 0: mean KLD and same-top rate within the limits given)"
