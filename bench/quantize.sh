@@ -2,7 +2,7 @@
 # Quantization speed and memory.
 #   1. the project's targets, on a generated TinyLlama-shaped 1.1B model:
 #      F16 GGUF -> Q4_K_M, and BF16 folder -> Q4_K_M in one pass (THREADS=2)
-#   2. the table: a generated model with rows of 4096 (hidden 4096,
+#   2. the per-type table: a generated model with rows of 4096 (hidden 4096,
 #      8 layers, ~1.9B parameters, 3.7 GB F16) -> each of TYPES at 1 and 2
 #      threads, in GB/s of F16 input
 # Best of REPEAT runs (default 1: these are long), warm page cache.
