@@ -56,5 +56,5 @@ measure "qforge-convert --outtype f16 -t $THREADS" "$BIN/qforge-convert" -q --ou
 f16=$best
 measure "qforge-convert --outtype bf16 -t $THREADS" "$BIN/qforge-convert" -q --outtype bf16 -t "$THREADS" -o "$OUT/bf16.gguf" "$MODEL"
 measure "qforge-convert --outtype f16 -t 1" "$BIN/qforge-convert" -q --outtype f16 -t 1 -o "$OUT/f16.gguf" "$MODEL"
-awk -v a="$f16" -v b="$plain" 'BEGIN { printf "f16 at %s threads / plain: %.2fx (target <= 1.25x)\n", ENVIRON["THREADS"], a / b }'
+awk -v a="$f16" -v b="$plain" -v n="$THREADS" 'BEGIN { printf "f16 at %s threads / plain: %.2fx (target <= 1.25x)\n", n, a / b }'
 rm -rf "$OUT"
