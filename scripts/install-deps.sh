@@ -1,9 +1,10 @@
 #!/bin/sh
-# Install the Debian packages qforge builds and tests with.
+# Install the Debian packages qforge builds and tests with (python3: a few
+# CLI tests read JSON with its standard library).
 #   scripts/install-deps.sh         install what is missing (root, apt-get)
 #   scripts/install-deps.sh --list  print the package names
 set -e
-PKGS="build-essential pkg-config libzstd-dev libcjson-dev libssl-dev libarchive-dev libcmocka-dev"
+PKGS="build-essential pkg-config libzstd-dev libcjson-dev libssl-dev libarchive-dev libcmocka-dev python3"
 if [ "$1" = "--list" ]; then
     echo $PKGS
     exit 0
