@@ -15,6 +15,7 @@
  *      strided views copied out.
  */
 #include "formats/pytorch.h"
+#include "formats/shard_index.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -278,25 +279,6 @@ static char *join_path(const char *dir, const char *name)
         p[d++] = '/';
     memcpy(p + d, name, n + 1);
     return p;
-}
-
-static char *dir_of(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    size_t n;
-    char *d;
-
-    if (!slash)
-        return strdup(".");
-    n = (size_t)(slash - path);
-    if (n == 0)
-        n = 1;
-    d = malloc(n + 1);
-    if (!d)
-        return NULL;
-    memcpy(d, path, n);
-    d[n] = '\0';
-    return d;
 }
 
 static int cmp_str_ptr(const void *a, const void *b)
@@ -1665,38 +1647,20 @@ done:
 
 /* ---- sharded -------------------------------------------------------- */
 
-typedef struct wm_entry {
-    const char *name;  /* borrowed from the cJSON tree */
-    const char *shard;
-    int seen;
-} wm_entry;
-
-static int cmp_wm(const void *a, const void *b)
-{
-    return strcmp(((const wm_entry *)a)->name, ((const wm_entry *)b)->name);
-}
-
-static int bad_shard_name(const char *s)
-{
-    return !*s || strchr(s, '/') || strchr(s, '\\') || strcmp(s, ".") == 0 || strcmp(s, "..") == 0;
-}
-
 static int open_index(const char *index_path, qf_pt **out, qf_err *err)
 {
     qf_pt *pt = NULL;
     qf_map *im = NULL;
-    char *text = NULL, *dir = NULL, *spath = NULL;
+    char *text = NULL;
     cJSON *root = NULL;
-    const cJSON *wmap, *cj;
-    wm_entry *wm = NULL;
-    const char **shards = NULL;
-    size_t n_wm = 0, n_shards = 0, i;
+    qf_shard_index *ix = NULL;
+    size_t i;
     uint64_t size;
     int rc = 0;
 
     *out = NULL;
     pt = calloc(1, sizeof *pt);
-    if (!pt || !(pt->index_path = strdup(index_path)) || !(dir = dir_of(index_path))) {
+    if (!pt || !(pt->index_path = strdup(index_path))) {
         rc = qf_err_set(err, QF_ENOMEM, "%s: out of memory", index_path);
         goto done;
     }
@@ -1729,97 +1693,21 @@ static int open_index(const char *index_path, qf_pt **out, qf_err *err)
         rc = qf_err_set(err, QF_EFORMAT, "%s: not a JSON object", index_path);
         goto done;
     }
-    wmap = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
-    if (!cJSON_IsObject(wmap)) {
-        rc = qf_err_set(err, QF_EFORMAT, "%s: no \"weight_map\" object", index_path);
+    if ((rc = qf_shard_index_build(index_path, root, &ix, err)) != 0)
         goto done;
-    }
-    for (cj = wmap->child; cj; cj = cj->next)
-        n_wm++;
-    if (n_wm == 0) {
-        rc = qf_err_set(err, QF_EFORMAT, "%s: \"weight_map\" is empty", index_path);
-        goto done;
-    }
-    wm = calloc(n_wm, sizeof *wm);
-    shards = calloc(n_wm, sizeof *shards);
-    if (!wm || !shards) {
-        rc = qf_err_set(err, QF_ENOMEM, "%s: out of memory", index_path);
-        goto done;
-    }
-    for (i = 0, cj = wmap->child; cj; cj = cj->next, i++) {
-        if (!cJSON_IsString(cj) || !cj->valuestring) {
-            rc = qf_err_set(err, QF_EFORMAT, "%s: weight_map: tensor \"%s\": shard is not a string",
-                            index_path, cj->string);
-            goto done;
-        }
-        if (bad_shard_name(cj->valuestring)) {
-            rc = qf_err_set(err, QF_EFORMAT,
-                            "%s: weight_map: tensor \"%s\": shard \"%s\" is not a plain file name in the index's folder",
-                            index_path, cj->string, cj->valuestring);
-            goto done;
-        }
-        wm[i].name = cj->string;
-        wm[i].shard = cj->valuestring;
-        shards[i] = cj->valuestring;
-    }
-    qsort(wm, n_wm, sizeof *wm, cmp_wm);
-    for (i = 1; i < n_wm; i++)
-        if (strcmp(wm[i - 1].name, wm[i].name) == 0) {
-            rc = qf_err_set(err, QF_EFORMAT, "%s: weight_map: duplicate tensor \"%s\"", index_path,
-                            wm[i].name);
-            goto done;
-        }
-    qsort(shards, n_wm, sizeof *shards, cmp_str_ptr);
-    for (i = 0; i < n_wm; i++)
-        if (n_shards == 0 || strcmp(shards[n_shards - 1], shards[i]) != 0)
-            shards[n_shards++] = shards[i];
-    for (i = 0; i < n_shards; i++) {
-        struct stat sb;
-        free(spath);
-        if (!(spath = join_path(dir, shards[i]))) {
-            rc = qf_err_set(err, QF_ENOMEM, "%s: out of memory", index_path);
-            goto done;
-        }
-        if (stat(spath, &sb) != 0) {
-            rc = qf_err_set(err, errno == ENOENT ? QF_ENOTFOUND : QF_EIO,
-                            "%s: shard \"%s\" is missing (%s: %s)", index_path, shards[i], spath,
-                            strerror(errno));
-            goto done;
-        }
-    }
-    for (i = 0; i < n_shards; i++) {
+    for (i = 0; i < qf_shard_index_count(ix); i++) {
         uint32_t fi;
         int64_t k, first = pt->n_tensors;
 
-        free(spath);
-        if (!(spath = join_path(dir, shards[i]))) {
-            rc = qf_err_set(err, QF_ENOMEM, "%s: out of memory", index_path);
+        if ((rc = map_file(pt, qf_shard_index_path(ix, i), &fi, err)) != 0 ||
+            (rc = parse_file(pt, fi, err)) != 0)
             goto done;
-        }
-        if ((rc = map_file(pt, spath, &fi, err)) != 0 || (rc = parse_file(pt, fi, err)) != 0)
-            goto done;
-        for (k = first; k < pt->n_tensors; k++) {
-            wm_entry key = { pt->tensors[k].name, NULL, 0 }, *w;
-            w = bsearch(&key, wm, n_wm, sizeof *wm, cmp_wm);
-            if (!w) {
-                rc = qf_err_set(err, QF_EFORMAT, "%s: tensor \"%s\" in shard \"%s\" is not listed in weight_map",
-                                index_path, key.name, shards[i]);
+        for (k = first; k < pt->n_tensors; k++)
+            if ((rc = qf_shard_index_claim(ix, pt->tensors[k].name, i, err)) != 0)
                 goto done;
-            }
-            if (strcmp(w->shard, shards[i]) != 0) {
-                rc = qf_err_set(err, QF_EFORMAT, "%s: tensor \"%s\" is in shard \"%s\" but weight_map says \"%s\"",
-                                index_path, key.name, shards[i], w->shard);
-                goto done;
-            }
-            w->seen = 1;
-        }
     }
-    for (i = 0; i < n_wm; i++)
-        if (!wm[i].seen) {
-            rc = qf_err_set(err, QF_ENOTFOUND, "%s: tensor \"%s\" is not in shard \"%s\"", index_path,
-                            wm[i].name, wm[i].shard);
-            goto done;
-        }
+    if ((rc = qf_shard_index_check_all(ix, err)) != 0)
+        goto done;
     rc = finish(pt, err);
 done:
     if (rc != 0) {
@@ -1827,13 +1715,10 @@ done:
         pt = NULL;
     }
     *out = pt;
-    free(spath);
-    free(shards);
-    free(wm);
+    qf_shard_index_free(ix);
     cJSON_Delete(root);
     free(text);
     qf_map_close(im);
-    free(dir);
     return rc;
 }
 
