@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -96,6 +97,13 @@ static double now_s(void)
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+/* 1 if both paths name one existing file. */
+static int same_file(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
 
 /* The whole file into a malloc'd, NUL-terminated buffer. */
@@ -312,7 +320,11 @@ int main(int argc, char **argv)
     o.threads = qf_cli_default_threads();
     if ((rc = parse_args(argc, argv, &o)) != 0)
         return rc < 0 ? QF_EXIT_OK : rc;
-    /* fail before the run, not after it */
+    /* fail before the run, not after it; never replace an input */
+    if (same_file(o.out, o.model) || same_file(o.out, o.text)) {
+        qf_cli_error("%s: is an input (-m or -f); choose another -o", o.out);
+        return QF_EXIT_FAIL;
+    }
     if (!o.force && access(o.out, F_OK) == 0) {
         qf_cli_error("%s: already exists (use --force to overwrite)", o.out);
         return QF_EXIT_FAIL;

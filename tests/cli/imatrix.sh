@@ -54,6 +54,11 @@ run "$I" -q -m "$F16" -f "$EVAL" -o "$TMP/x.dat" -c 16384
 expect_rc "text too short for -c: exit 1" 1
 expect_err "text too short: says what is needed" "needs at least 32768"
 expect_err_lines "text too short: one line" 1
+cp "$EVAL" "$TMP/eval.txt"
+run "$I" -q -m "$F16" -f "$TMP/eval.txt" -c 128 -o "$TMP/eval.txt" --force
+expect_rc "-o naming the text: exit 1, even with --force" 1
+expect_err "-o naming an input: says so" "eval\.txt: is an input"
+expect_same "the text is left alone" "$EVAL" "$TMP/eval.txt"
 if [ -e "$TMP/x.dat" ]; then notok "failed runs write nothing" "$TMP/x.dat exists"; else ok "failed runs write nothing"; fi
 
 # a run: 4 chunks of 128 tokens; 5 blocks x 7 matrices
