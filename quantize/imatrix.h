@@ -1,5 +1,6 @@
 /*
- * quantize/imatrix.h - importance matrix (imatrix) reader.
+ * quantize/imatrix.h - importance matrix (imatrix) reader, and the collector
+ * qforge-imatrix fills and writes (at the end of this header).
  *
  * An importance matrix gives, for each weight matrix of a model, one
  * non-negative float per input column: the mean square of the activations
