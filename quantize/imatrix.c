@@ -6,6 +6,7 @@
  * the reader holds no reference to the file or buffer after open returns.
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -474,3 +475,313 @@ const float *qf_imatrix_weights(const qf_imatrix *im, const char *name, int64_t 
 int32_t qf_imatrix_last_chunk(const qf_imatrix *im) { return im ? im->last_chunk : -1; }
 
 const char *qf_imatrix_dataset(const qf_imatrix *im) { return im ? im->dataset : NULL; }
+
+/* ---------------------------------------------------------------------
+ * Collecting
+ * ------------------------------------------------------------------- */
+
+typedef struct {
+    char *name;
+    float *sums;    /* (n_cols) */
+    int64_t n_cols;
+    int64_t count;  /* rows summed */
+    int32_t ncall;
+} acc_entry;
+
+struct qf_imatrix_acc {
+    acc_entry *e;   /* (n) in first-added order */
+    int64_t n, cap;
+    float *scratch; /* (scratch_cap) a sum being updated */
+    int64_t scratch_cap;
+};
+
+int qf_imatrix_acc_new(qf_imatrix_acc **out, qf_err *err)
+{
+    if (!out)
+        return qf_err_set(err, QF_EINVAL, "qf_imatrix_acc_new: bad arguments");
+    *out = calloc(1, sizeof **out);
+    return *out ? 0 : qf_err_set(err, QF_ENOMEM, "out of memory");
+}
+
+void qf_imatrix_acc_free(qf_imatrix_acc *a)
+{
+    if (!a)
+        return;
+    for (int64_t i = 0; i < a->n; i++) {
+        free(a->e[i].name);
+        free(a->e[i].sums);
+    }
+    free(a->e);
+    free(a->scratch);
+    free(a);
+}
+
+/* The entry called name (a linear search: a model has a few hundred
+ * matrices, and a look-up costs far less than the product it follows). */
+static acc_entry *acc_find(qf_imatrix_acc *a, const char *name)
+{
+    for (int64_t i = a->n - 1; i >= 0; i--)
+        if (strcmp(a->e[i].name, name) == 0)
+            return &a->e[i];
+    return NULL;
+}
+
+static int acc_make(qf_imatrix_acc *a, const char *name, int64_t n_cols, acc_entry **out,
+                    qf_err *err)
+{
+    acc_entry *e;
+    if (a->n == a->cap) {
+        int64_t cap = a->cap ? 2 * a->cap : 64;
+        acc_entry *ne = realloc(a->e, (size_t)cap * sizeof *ne);
+        if (!ne)
+            return qf_err_set(err, QF_ENOMEM, "imatrix: out of memory");
+        a->e = ne;
+        a->cap = cap;
+    }
+    e = &a->e[a->n];
+    memset(e, 0, sizeof *e);
+    e->name = strdup(name);
+    e->sums = calloc((size_t)n_cols, sizeof *e->sums);
+    if (!e->name || !e->sums) {
+        free(e->name);
+        free(e->sums);
+        return qf_err_set(err, QF_ENOMEM, "imatrix: out of memory (\"%s\")", name);
+    }
+    e->n_cols = n_cols;
+    a->n++;
+    *out = e;
+    return 0;
+}
+
+int qf_imatrix_acc_add(qf_imatrix_acc *a, const char *name, const float *x, int64_t n_rows,
+                       int64_t n_cols, qf_err *err)
+{
+    acc_entry *e;
+    size_t len;
+    int rc;
+
+    if (!a || !name || (!x && n_rows > 0) || n_rows < 0 || n_cols < 1 || n_cols > INT32_MAX)
+        return qf_err_set(err, QF_EINVAL, "qf_imatrix_acc_add: bad arguments");
+    len = strlen(name);
+    if (len < 1 || len > QF_IMATRIX_MAX_NAME)
+        return qf_err_set(err, QF_EINVAL, "imatrix: name of %zu bytes not in 1..%d", len,
+                          QF_IMATRIX_MAX_NAME);
+    if (!(e = acc_find(a, name)) && (rc = acc_make(a, name, n_cols, &e, err)) != 0)
+        return rc;
+    if (e->n_cols != n_cols)
+        return qf_err_set(err, QF_EMISMATCH, "imatrix: \"%s\": %lld columns, earlier %lld", name,
+                          (long long)n_cols, (long long)e->n_cols);
+    if (e->ncall == INT32_MAX || n_rows > INT32_MAX - e->count)
+        return qf_err_set(err, QF_ELIMIT, "imatrix: \"%s\": too many calls or rows", name);
+    if (a->scratch_cap < n_cols) {
+        float *s = realloc(a->scratch, (size_t)n_cols * sizeof *s);
+        if (!s)
+            return qf_err_set(err, QF_ENOMEM, "imatrix: out of memory");
+        a->scratch = s;
+        a->scratch_cap = n_cols;
+    }
+    /* llama-imatrix's loop: row by row, e.values[j] += x[j]*x[j] in float */
+    memcpy(a->scratch, e->sums, (size_t)n_cols * sizeof *a->scratch);
+    for (int64_t r = 0; r < n_rows; r++) {
+        const float *xr = x + r * n_cols;
+        for (int64_t j = 0; j < n_cols; j++) {
+            const float sq = xr[j] * xr[j];
+            a->scratch[j] = a->scratch[j] + sq;
+        }
+    }
+    for (int64_t j = 0; j < n_cols; j++)
+        if (!isfinite(a->scratch[j]))
+            return qf_err_set(err, QF_EFORMAT, "imatrix: \"%s\": column %lld: the sum of squares "
+                              "is %g", name, (long long)j, (double)a->scratch[j]);
+    memcpy(e->sums, a->scratch, (size_t)n_cols * sizeof *e->sums);
+    e->count += n_rows;
+    e->ncall++;
+    return 0;
+}
+
+int64_t qf_imatrix_acc_count(const qf_imatrix_acc *a) { return a ? a->n : 0; }
+
+int qf_imatrix_acc_get(const qf_imatrix_acc *a, int64_t i, qf_imatrix_sums *out)
+{
+    if (!a || !out || i < 0 || i >= a->n)
+        return QF_EINVAL;
+    out->name = a->e[i].name;
+    out->n_cols = a->e[i].n_cols;
+    out->sums = a->e[i].sums;
+    out->count = a->e[i].count;
+    out->ncall = a->e[i].ncall;
+    return 0;
+}
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+    p[2] = (uint8_t)(v >> 16);
+    p[3] = (uint8_t)(v >> 24);
+}
+
+static int out_i32(qf_out *o, int32_t v, qf_err *err)
+{
+    uint8_t b[4];
+    uint32_t u;
+    memcpy(&u, &v, sizeof u);
+    put_le32(b, u);
+    return qf_out_write(o, b, 4, err);
+}
+
+/* n floats, little-endian, through a small buffer. */
+static int out_f32s(qf_out *o, const float *v, int64_t n, qf_err *err)
+{
+    uint8_t b[4096];
+    int64_t i = 0;
+    while (i < n) {
+        int64_t k = n - i < 1024 ? n - i : 1024;
+        for (int64_t j = 0; j < k; j++) {
+            uint32_t u;
+            memcpy(&u, &v[i + j], sizeof u);
+            put_le32(b + 4 * j, u);
+        }
+        int rc = qf_out_write(o, b, (size_t)k * 4, err);
+        if (rc != 0)
+            return rc;
+        i += k;
+    }
+    return 0;
+}
+
+/* The legacy file: what llama-imatrix b4747's save_imatrix writes. */
+static int write_dat(const qf_imatrix_acc *a, const char *path, int flags, const char *dataset,
+                     qf_err *err)
+{
+    qf_out *o = NULL;
+    float *tmp = NULL;
+    int64_t max_cols = 1;
+    int32_t last_call = 0;
+    size_t ds_len = dataset ? strlen(dataset) : 0;
+    int rc;
+
+    if (ds_len > INT32_MAX)
+        return qf_err_set(err, QF_EINVAL, "%s: dataset name too long", path);
+    for (int64_t i = 0; i < a->n; i++) {
+        if (a->e[i].n_cols > max_cols)
+            max_cols = a->e[i].n_cols;
+        if (a->e[i].ncall > last_call)
+            last_call = a->e[i].ncall;
+    }
+    if (!(tmp = malloc((size_t)max_cols * sizeof *tmp)))
+        return qf_err_set(err, QF_ENOMEM, "%s: out of memory", path);
+    if ((rc = qf_out_open(path, flags, &o, err)) != 0)
+        goto done;
+    if ((rc = out_i32(o, (int32_t)a->n, err)) != 0)
+        goto done;
+    for (int64_t i = 0; i < a->n; i++) {
+        const acc_entry *e = &a->e[i];
+        const size_t len = strlen(e->name);
+        /* (sum / count) * ncall, in float, as llama-imatrix stores it */
+        for (int64_t j = 0; j < e->n_cols; j++)
+            tmp[j] = e->count > 0 ? (e->sums[j] / (float)e->count) * (float)e->ncall : 0.0f;
+        if ((rc = out_i32(o, (int32_t)len, err)) != 0 ||
+            (rc = qf_out_write(o, e->name, len, err)) != 0 ||
+            (rc = out_i32(o, e->ncall, err)) != 0 ||
+            (rc = out_i32(o, (int32_t)e->n_cols, err)) != 0 ||
+            (rc = out_f32s(o, tmp, e->n_cols, err)) != 0)
+            goto done;
+    }
+    if ((rc = out_i32(o, last_call, err)) != 0 || (rc = out_i32(o, (int32_t)ds_len, err)) != 0 ||
+        (ds_len && (rc = qf_out_write(o, dataset, ds_len, err)) != 0))
+        goto done;
+    rc = qf_out_commit(o, err);
+    o = NULL;
+done:
+    qf_out_close(o);
+    free(tmp);
+    return rc;
+}
+
+static int cmp_acc_name(const void *x, const void *y)
+{
+    const acc_entry *const *a = x, *const *b = y;
+    return strcmp((*a)->name, (*b)->name);
+}
+
+/* The newer GGUF file: sums and counts, unscaled, entries by name. */
+static int write_gguf(const qf_imatrix_acc *a, const char *path, int flags, const char *dataset,
+                      uint32_t chunk_count, uint32_t chunk_size, qf_err *err)
+{
+    qf_gguf_writer *w = NULL;
+    const acc_entry **order = NULL;
+    char tn[QF_GGUF_MAX_NAME + 1];
+    int rc;
+
+    if (!(order = malloc((size_t)a->n * sizeof *order)))
+        return qf_err_set(err, QF_ENOMEM, "%s: out of memory", path);
+    for (int64_t i = 0; i < a->n; i++)
+        order[i] = &a->e[i];
+    qsort(order, (size_t)a->n, sizeof *order, cmp_acc_name);
+    if ((rc = qf_gguf_writer_new(&w, err)) != 0 ||
+        (rc = qf_gguf_writer_set_str(w, "general.type", "imatrix", err)) != 0 ||
+        (dataset &&
+         (rc = qf_gguf_writer_set_arr_str(w, "imatrix.datasets", &dataset, NULL, 1, err)) != 0) ||
+        (rc = qf_gguf_writer_set_u32(w, "imatrix.chunk_count", chunk_count, err)) != 0 ||
+        (rc = qf_gguf_writer_set_u32(w, "imatrix.chunk_size", chunk_size, err)) != 0)
+        goto done;
+    for (int64_t i = 0; i < a->n; i++) {
+        const uint64_t ne_sums = (uint64_t)order[i]->n_cols, ne_counts = 1;
+        if ((size_t)snprintf(tn, sizeof tn, "%s%s", order[i]->name, SUMS_SUFFIX) >= sizeof tn) {
+            rc = qf_err_set(err, QF_EINVAL, "%s: \"%s\": name too long for a GGUF tensor", path,
+                            order[i]->name);
+            goto done;
+        }
+        if ((rc = qf_gguf_writer_add_tensor(w, tn, QF_GGML_F32, 1, &ne_sums, err)) != 0)
+            goto done;
+        snprintf(tn, sizeof tn, "%s%s", order[i]->name, COUNTS_SUFFIX);
+        if ((rc = qf_gguf_writer_add_tensor(w, tn, QF_GGML_F32, 1, &ne_counts, err)) != 0)
+            goto done;
+    }
+    if ((rc = qf_gguf_writer_begin(w, path, flags, err)) != 0)
+        goto done;
+    for (int64_t i = 0; i < a->n; i++) {
+        uint8_t b[4];
+        const float c = (float)order[i]->count;
+        uint32_t u;
+        uint8_t *row = malloc((size_t)order[i]->n_cols * 4);
+        if (!row) {
+            rc = qf_err_set(err, QF_ENOMEM, "%s: out of memory", path);
+            goto done;
+        }
+        for (int64_t j = 0; j < order[i]->n_cols; j++) {
+            memcpy(&u, &order[i]->sums[j], sizeof u);
+            put_le32(row + 4 * j, u);
+        }
+        rc = qf_gguf_writer_write(w, row, (uint64_t)order[i]->n_cols * 4, err);
+        free(row);
+        memcpy(&u, &c, sizeof u);
+        put_le32(b, u);
+        if (rc != 0 || (rc = qf_gguf_writer_write(w, b, 4, err)) != 0)
+            goto done;
+    }
+    rc = qf_gguf_writer_finish(w, err);
+done:
+    qf_gguf_writer_free(w);
+    free(order);
+    return rc;
+}
+
+int qf_imatrix_acc_write(const qf_imatrix_acc *a, const char *path, int format, int flags,
+                         const char *dataset, uint32_t chunk_count, uint32_t chunk_size,
+                         qf_err *err)
+{
+    if (!a || !path)
+        return qf_err_set(err, QF_EINVAL, "qf_imatrix_acc_write: bad arguments");
+    if (a->n < 1)
+        return qf_err_set(err, QF_EINVAL, "%s: no matrix products were collected", path);
+    if (a->n > INT32_MAX)
+        return qf_err_set(err, QF_ELIMIT, "%s: too many entries", path);
+    switch (format) {
+    case QF_IMATRIX_FORMAT_DAT: return write_dat(a, path, flags, dataset, err);
+    case QF_IMATRIX_FORMAT_GGUF:
+        return write_gguf(a, path, flags, dataset, chunk_count, chunk_size, err);
+    default: return qf_err_set(err, QF_EINVAL, "%s: imatrix format %d", path, format);
+    }
+}

@@ -1,5 +1,6 @@
 /*
- * quantize/imatrix.h - importance matrix (imatrix) reader.
+ * quantize/imatrix.h - importance matrix (imatrix) reader, and the collector
+ * qforge-imatrix fills and writes (at the end of this header).
  *
  * An importance matrix gives, for each weight matrix of a model, one
  * non-negative float per input column: the mean square of the activations
@@ -99,5 +100,75 @@ const float *qf_imatrix_weights(const qf_imatrix *im, const char *name, int64_t 
  * (borrowed, NUL-terminated; NULL if absent). */
 int32_t qf_imatrix_last_chunk(const qf_imatrix *im);
 const char *qf_imatrix_dataset(const qf_imatrix *im);
+
+/* ---------------------------------------------------------------------
+ * Collecting: sums of squared activations, written as llama-imatrix
+ * writes them (qforge-imatrix).
+ *
+ * Per matrix (by name), as llama-imatrix b4747 keeps them: one float sum
+ * of x[j]^2 per input column j, added in float in the order the rows come
+ * (sum = sum + x*x, the product rounded first); the number of rows summed
+ * (every column of a dense matrix sees every row); and ncall, the number
+ * of qf_imatrix_acc_add calls (one per product per batch).
+ * ------------------------------------------------------------------- */
+
+typedef struct qf_imatrix_acc qf_imatrix_acc;
+
+/* New empty collector. Returns 0 and sets *out (owned by the caller:
+ * qf_imatrix_acc_free), or QF_ENOMEM. */
+int qf_imatrix_acc_new(qf_imatrix_acc **out, qf_err *err);
+
+void qf_imatrix_acc_free(qf_imatrix_acc *a); /* accepts NULL */
+
+/*
+ * Add n_rows rows of n_cols activations (row-major, contiguous, read during
+ * the call only) to the entry `name` (1..QF_IMATRIX_MAX_NAME bytes), made
+ * on first use. Returns 0, QF_EMISMATCH (the entry has another column
+ * count), QF_EFORMAT (a sum is no longer finite, as llama-imatrix stops
+ * for), QF_ELIMIT (a count would pass INT32_MAX) or QF_ENOMEM / QF_EINVAL;
+ * on failure the entry is left as it was.
+ */
+int qf_imatrix_acc_add(qf_imatrix_acc *a, const char *name, const float *x, int64_t n_rows,
+                       int64_t n_cols, qf_err *err);
+
+/* Entries in the order they were first added. */
+int64_t qf_imatrix_acc_count(const qf_imatrix_acc *a);
+
+/* Entry i (plain value struct; pointers borrowed, valid until the next add
+ * or free). Returns 0, or QF_EINVAL for an index out of range. */
+typedef struct qf_imatrix_sums {
+    const char *name;   /* NUL-terminated */
+    int64_t n_cols;     /* values in sums */
+    const float *sums;  /* (n_cols) sum of x[j]^2 */
+    int64_t count;      /* rows summed */
+    int32_t ncall;      /* add calls */
+} qf_imatrix_sums;
+int qf_imatrix_acc_get(const qf_imatrix_acc *a, int64_t i, qf_imatrix_sums *out);
+
+/* File formats qf_imatrix_acc_write writes. */
+enum { QF_IMATRIX_FORMAT_DAT = 0, QF_IMATRIX_FORMAT_GGUF = 1 };
+
+/*
+ * Write the collected entries to `path` through the atomic writer (flags:
+ * QF_OUT_FORCE to replace an existing file, formats/file.h).
+ *
+ * QF_IMATRIX_FORMAT_DAT, the legacy format above, as llama-imatrix b4747
+ * writes it: entries in the order they were first added, each value
+ * (sum / (float)count) * (float)ncall in float; the trailer's last_chunk is
+ * the largest ncall (llama-imatrix's m_last_call) and its dataset name is
+ * `dataset` as given (NULL: empty).
+ *
+ * QF_IMATRIX_FORMAT_GGUF, the newer format: general.type = "imatrix",
+ * imatrix.datasets = [dataset] (omitted for NULL), imatrix.chunk_count =
+ * chunk_count, imatrix.chunk_size = chunk_size; per entry, in name order,
+ * "<name>.in_sum2" (F32, ne = [n_cols, 1], the sums) and "<name>.counts"
+ * (F32, ne = [1, 1], the row count).
+ *
+ * Returns 0, QF_EINVAL (no entries, or a name too long for a GGUF tensor
+ * name), QF_EEXIST, QF_EIO or QF_ENOMEM.
+ */
+int qf_imatrix_acc_write(const qf_imatrix_acc *a, const char *path, int format, int flags,
+                         const char *dataset, uint32_t chunk_count, uint32_t chunk_size,
+                         qf_err *err);
 
 #endif /* QF_IMATRIX_H */

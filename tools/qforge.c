@@ -22,6 +22,7 @@ static const struct {
     { "tokenize", "text to token ids with a model's tokenizer, as llama-tokenize" },
     { "quantize", "quantize a GGUF or HF folder to llama.cpp's types and mixes (Q4_K_M, ...)" },
     { "verify", "perplexity of a model, or its KL divergence from a reference (llama-perplexity)" },
+    { "imatrix", "importance matrix of a model over a text, for quantize --imatrix (llama-imatrix)" },
 };
 
 static void usage(FILE *f)

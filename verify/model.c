@@ -27,6 +27,7 @@
 typedef struct {
     qf_gemm_mat w;
     int type;
+    char name[64]; /* the tensor's name, for observers */
 } matrix;
 
 typedef struct {
@@ -296,6 +297,7 @@ static int load_mat(loader *L, matrix *m, const char *name, int64_t n_out, int64
     if (i < 0)
         return (int)i;
     m->type = qf_source_tensor_at(L->src, i)->type;
+    snprintf(m->name, sizeof m->name, "%s", name);
     if ((rc = qf_gemm_mat_alloc(&m->w, n_out, n_in, err)) != 0)
         return rc;
     j.L = L;
@@ -650,6 +652,8 @@ struct qf_model_state {
                       * weights packed (n_ctx, MR) */
     int64_t scores_per_worker;
     float *rope;     /* (n_batch, n_rot) cos | sin of each token's angles */
+    qf_model_observer observer; /* NULL, or called before each product */
+    void *observer_user;
 };
 
 void qf_model_state_free(qf_model_state *s)
@@ -734,6 +738,12 @@ int qf_model_state_new(const qf_model *m, int64_t n_ctx, int64_t n_batch, int n_
     return 0;
 }
 
+void qf_model_state_set_observer(qf_model_state *s, qf_model_observer fn, void *user)
+{
+    s->observer = fn;
+    s->observer_user = user;
+}
+
 void qf_model_state_reset(qf_model_state *s)
 {
     s->pos = 0;
@@ -801,6 +811,14 @@ static int product(qf_model_state *s, const matrix *mx, const float *x, int64_t 
     int64_t K = mx->w.n_in, t;
     int mode = input_rounding(mx->type);
 
+    if (s->observer && n > 0) {
+        int rc;
+        if (ldx != K) /* every product's input is contiguous today; keep the contract */
+            return qf_err_set(err, QF_EINVAL, "%s: observer: input rows not contiguous", mx->name);
+        if ((rc = s->observer(s->observer_user, mx->name, x, n, K, err)) != 0)
+            return qf_err_set(err, rc < 0 ? rc : QF_EINVAL, "%s: observer stopped the evaluation (%s)",
+                              mx->name, qf_err_name(rc));
+    }
     if (s->numerics == QF_NUMERICS_GGML && mode != ROUND_NONE) {
         round_job j;
         for (t = 0; t < n; t++)

@@ -118,4 +118,30 @@ int64_t qf_model_state_pos(const qf_model_state *s);
 int qf_model_eval(const qf_model *m, qf_model_state *s, const int32_t *tokens, int64_t n,
                   int64_t out_first, float *logits, qf_err *err);
 
+/*
+ * Watching the matrix products (what llama-imatrix collects; see
+ * tools/qforge-imatrix.c). Once set, fn is called before each product
+ * y = W x of the forward pass with:
+ *   name      W's tensor name as in the GGUF: "blk.3.attn_q.weight", ...,
+ *             and "output.weight" for the logits ("token_embd.weight" when
+ *             the model is tied);
+ *   x         the input, n_tokens rows of n_in floats, row-major and
+ *             contiguous (borrowed for the call only). These are the F32
+ *             values the forward pass holds, before the rounding of
+ *             QF_NUMERICS_GGML: the tensor llama.cpp's eval callback sees as
+ *             the product's src1.
+ * attn_q, attn_k and attn_v take the same input: fn is called once for each
+ * name. The products of a batch come in forward order (per layer q, k, v,
+ * attn_output, ffn_gate, ffn_up, ffn_down; the output last, and only for the
+ * tokens whose logits were asked for), one call per product per batch of up
+ * to n_batch tokens, on the thread that called qf_model_eval. A non-zero
+ * return (a negative QF_E* code, with its message in err, qf_model_eval's
+ * record) stops the evaluation, and qf_model_eval returns that code. fn = NULL removes the observer; without one the
+ * forward pass does no extra work.
+ */
+typedef int (*qf_model_observer)(void *user, const char *name, const float *x, int64_t n_tokens,
+                                 int64_t n_in, qf_err *err);
+
+void qf_model_state_set_observer(qf_model_state *s, qf_model_observer fn, void *user);
+
 #endif /* QF_MODEL_H */
