@@ -989,7 +989,7 @@ static int write_spm(const plan *p, const char *dir, qf_err *err)
     }
     for (k = 0; k < N_SP; k++) {
         char key[32], *txt;
-        if (!has[k] || k == 4 || k > 4)
+        if (!has[k] || k >= 4)
             continue; /* bos, eos, unk, sep */
         txt = malloc((size_t)lens[ids[k]] + 1);
         if (!txt)
