@@ -62,25 +62,43 @@ static uint16_t get16(const uint8_t *p)
     return (uint16_t)(p[0] | p[1] << 8);
 }
 
-/* One group of g values at x -> scale, bias and g codes in 0..qmax. */
-static void quantize_group(const float *x, int g, int qmax, uint8_t *q, uint16_t *hs, uint16_t *hb)
+/* The smallest F16 value >= v (v >= 0, finite): F16 round-up. */
+static uint16_t f16_ceil(float v)
 {
-    float lo = x[0], hi = x[0], scale, bias, inv;
+    uint16_t h = qf_f32_to_f16(v);
+    if (qf_f16_to_f32(h) < v)
+        h++; /* positive halves are ordered like their bits (65504 + 1 ulp = inf) */
+    return h;
+}
+
+/* One group of g values at x -> scale, bias and g codes in 0..qmax.
+ * Returns 0, or QF_EINVAL when the bias or the scale is not a finite F16. */
+static int quantize_group(const float *x, int g, int qmax, uint8_t *q, uint16_t *hs, uint16_t *hb)
+{
+    float lo = x[0], hi = x[0], scale, bias;
     int j;
     for (j = 1; j < g; j++) {
         lo = x[j] < lo ? x[j] : lo;
         hi = x[j] > hi ? x[j] : hi;
     }
     *hb = qf_f32_to_f16(lo);
-    *hs = qf_f32_to_f16((hi - lo) / (float)qmax);
     bias = qf_f16_to_f32(*hb);
+    if (isinf(bias))
+        return QF_EINVAL;
+    /* hi > bias: the spread from the rounded bias, rounded up, so that
+     * bias + qmax * scale >= max and no value is clamped by more than half
+     * a step (rounding to nearest could lose up to qmax / 2 ulps of the
+     * scale at the top: many steps when the scale is an F16 subnormal). */
+    *hs = hi > lo && hi > bias ? f16_ceil((hi - bias) / (float)qmax) : 0;
     scale = qf_f16_to_f32(*hs);
-    inv = scale != 0.0f ? 1.0f / scale : 0.0f;
+    if (isinf(scale))
+        return QF_EINVAL;
     for (j = 0; j < g; j++) {
-        float v = nearbyintf((x[j] - bias) * inv);
+        float v = scale != 0.0f ? nearbyintf((x[j] - bias) / scale) : 0.0f;
         v = v < 0.0f ? 0.0f : v > (float)qmax ? (float)qmax : v;
         q[j] = (uint8_t)v;
     }
+    return 0;
 }
 
 static int finite_row(const float *x, int64_t n)
@@ -105,20 +123,23 @@ int qf_affine_quantize(qf_affine t, const float *src, void *dst, int64_t nrows, 
         if (!finite_row(x, n))
             return QF_EINVAL;
         if (t.group == 0) {
-            float amax = 0.0f, scale, inv;
+            float amax = 0.0f, scale;
             uint32_t bits;
             int64_t j;
             for (j = 0; j < n; j++)
                 amax = fabsf(x[j]) > amax ? fabsf(x[j]) : amax;
             scale = amax / 127.0f;
-            inv = scale != 0.0f ? 1.0f / scale : 0.0f;
+            if (isinf(scale * 127.0f)) /* amax near FLT_MAX: keep 127 * scale finite */
+                scale = nextafterf(scale, 0.0f);
             memcpy(&bits, &scale, 4);
             o[0] = (uint8_t)bits;
             o[1] = (uint8_t)(bits >> 8);
             o[2] = (uint8_t)(bits >> 16);
             o[3] = (uint8_t)(bits >> 24);
             for (j = 0; j < n; j++) {
-                float v = nearbyintf(x[j] * inv);
+                /* a division, not a product with 1 / scale: for a
+                 * subnormal row 1 / scale overflows, and 0 * inf is NaN */
+                float v = scale != 0.0f ? nearbyintf(x[j] / scale) : 0.0f;
                 v = v < -127.0f ? -127.0f : v > 127.0f ? 127.0f : v;
                 o[4 + j] = (uint8_t)(int8_t)v;
             }
@@ -130,7 +151,8 @@ int qf_affine_quantize(qf_affine t, const float *src, void *dst, int64_t nrows, 
             uint8_t q[128];
             for (b = 0; b < n / g; b++) {
                 uint16_t hs, hb;
-                quantize_group(x + b * g, g, qmax, q, &hs, &hb);
+                if (quantize_group(x + b * g, g, qmax, q, &hs, &hb) != 0)
+                    return QF_EINVAL;
                 put16(o, hs);
                 put16(o + 2, hb);
                 if (t.bits == 8) {

@@ -24,13 +24,33 @@
  *       | scale f32 LE | q: n bytes (two's complement) |
  *     4 + n bytes per row; the scale is max |w| / 127 of the row
  *
- * Quantizing a group (affine types): bias = the group's minimum,
- * scale = (max - min) / (2^bits - 1), both rounded to F16 first; q is then
- * computed from the rounded values, q = clamp(round((w - bias) / scale)),
- * round to nearest, ties to even. A constant group gets scale 0 (and every
- * q 0), so it comes back exact up to the F16 rounding of its value. Rows
- * are independent; the result does not depend on how rows are split among
- * threads.
+ * Quantizing a group (affine types): bias = the group's minimum rounded
+ * to the nearest F16 (ties to even); scale = (max - bias) / (2^bits - 1)
+ * rounded UP to an F16, so that bias + (2^bits - 1) * scale >= max and the
+ * top code never clamps by more than half a step (rounding the scale to
+ * nearest would lose up to (2^bits - 1) / 2 of its ulps there: many steps
+ * when the scale is an F16 subnormal, i.e. for int8 groups spanning less
+ * than 255 * 2^-14 ~ 0.0156). q is then computed from the stored values,
+ * q = clamp(round((w - bias) / scale), 0, 2^bits - 1), round to nearest,
+ * ties to even. Every value thus comes back within scale / 2 of itself,
+ * plus |bias - min| (the F16 rounding of the minimum) for values below
+ * the rounded bias. A constant group, or one whose values all lie at or
+ * below the rounded bias, gets scale 0 (and every q 0): it comes back as
+ * the F16 rounding of its minimum.
+ *
+ * Range: bias and scale are F16, so a group is refused (QF_EINVAL) when
+ * either would round to infinity: a minimum of -65520 or below, or a spread
+ * (max - bias) / (2^bits - 1) above 65504. Every group whose values lie
+ * within F16's finite range (|w| <= 65504) is accepted (its spread is at
+ * most 131008 / 15). int8-ch keeps an F32 scale and takes any finite row.
+ *
+ * int8-ch: scale = max |w| / 127 in F32 (0 for an all-zero row; one ulp
+ * less when 127 * scale would overflow to infinity, for rows reaching
+ * FLT_MAX), q = clamp(round(w / scale), -127, 127), ties to even: within
+ * scale / 2.
+ *
+ * Rows are independent; the result does not depend on how rows are split
+ * among threads.
  */
 #ifndef QF_AFFINE_H
 #define QF_AFFINE_H
@@ -62,8 +82,9 @@ uint64_t qf_affine_row_size(qf_affine t, int64_t n);
 /*
  * Quantize nrows rows of n floats (src, row-major) into dst (caller's
  * buffer of nrows * qf_affine_row_size(t, n) bytes, any alignment).
- * Returns 0, or QF_EINVAL: t invalid, n not a multiple of the group, or a
- * NaN or infinity in src (rows before it have been written).
+ * Returns 0, or QF_EINVAL: t invalid, n not a multiple of the group, a
+ * NaN or infinity in src, or a group out of F16 range (see above). Rows
+ * before the offending one have been written; its own bytes are undefined.
  */
 int qf_affine_quantize(qf_affine t, const float *src, void *dst, int64_t nrows, int64_t n);
 
