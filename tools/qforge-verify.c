@@ -492,11 +492,15 @@ static int report_save(const options *o, const qf_report *r, qf_err *err)
     return rc;
 }
 
+/* The bar is made at the first tensor, when the count of tensors in both
+ * files is known. */
 static void on_diff_progress(void *ctx, int64_t done, int64_t total)
 {
-    (void)total;
+    qf_progress **prog = ctx;
     (void)done;
-    qf_progress_add(ctx, 1);
+    if (!*prog)
+        *prog = qf_progress_new("tensors", (uint64_t)total);
+    qf_progress_add(*prog, 1);
 }
 
 /* Compare every tensor of ref (the reference) and model. */
@@ -504,8 +508,8 @@ static int diff_sources(const qf_source *ref, const qf_source *model, const opti
                         qf_tensor_diffs **out, qf_err *err)
 {
     double t0 = now_s();
-    qf_progress *prog = qf_progress_new("tensors", (uint64_t)qf_source_tensor_count(ref));
-    int rc = qf_tensor_diff_sources(ref, model, o->threads, on_diff_progress, prog, out, err);
+    qf_progress *prog = NULL;
+    int rc = qf_tensor_diff_sources(ref, model, o->threads, on_diff_progress, &prog, out, err);
     qf_progress_free(prog);
     if (rc == 0)
         qf_cli_info(1, "%" PRId64 " tensors compared in %.2f s, %d threads", (*out)->n,
