@@ -2,7 +2,9 @@
  * qforge-verify - measure what quantization cost: the perplexity of a model
  * over a text, or, with --ref, the KL divergence of a model from a reference
  * model on the same tokens, computed and printed as llama-perplexity does
- * (plain and --kl-divergence modes), by the F32 reference forward pass.
+ * (plain and --kl-divergence modes), by the F32 reference forward pass;
+ * with --tensors, the error of each tensor of one file against another's;
+ * with --report, an HTML page of it all (tools/report.c).
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -14,13 +16,18 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "convert/source.h"
+#include "formats/file.h"
 #include "formats/parallel.h"
+#include "formats/types.h"
 #include "tools/cli.h"
+#include "tools/report.h"
 #include "verify/gemm.h"
 #include "verify/metrics.h"
 #include "verify/model.h"
+#include "verify/tensor_diff.h"
 #include "verify/tokenizer.h"
 
 enum { EXIT_THRESHOLD = 3 }; /* --max-kld / --min-same-top exceeded */
@@ -29,6 +36,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "Usage: qforge-verify -m MODEL [--ref REF] (-f TEXT | --tokens IDS.json) [options]\n"
+            "       qforge-verify --tensors A B [--json] [--report OUT.html] [-t N]\n"
             "Without --ref: the perplexity of MODEL over the text, as llama-perplexity\n"
             "computes it: chunks of N_CTX tokens, each from an empty cache with BOS\n"
             "first, the second half of each chunk scored.\n"
@@ -37,6 +45,10 @@ static void usage(FILE *f)
             "ratio and correlation, KL divergence, delta-p, same top token.\n"
             "MODEL and REF are GGUF files (any block type) or Hugging Face folders; the\n"
             "forward pass runs in F32.\n"
+            "With --tensors: no forward pass; every tensor A and B both hold (two files\n"
+            "of one model, A the reference) read as F32 and compared: RMSE, max |error|,\n"
+            "relative error ||A-B||/||A||, SNR in dB (10 log10(sum A^2 / sum (A-B)^2),\n"
+            "inf when identical) and cosine similarity, worst (lowest SNR) first.\n"
             "\n"
             "Options:\n"
             "  -m, --model MODEL       the model to measure\n"
@@ -58,6 +70,13 @@ static void usage(FILE *f)
             "      --json              machine-readable output on stdout\n"
             "      --max-kld X         exit 3 if the mean KLD exceeds X\n"
             "      --min-same-top P    exit 3 if the same-top-token rate is below P percent\n"
+            "      --tensors A B       compare the tensors of A and B (see above)\n"
+            "      --report OUT.html   also write a self-contained HTML page: with --ref,\n"
+            "                          the summary, a histogram of the per-token KLD and\n"
+            "                          the per-layer error of each tensor kind of MODEL\n"
+            "                          against REF; with --tensors, the per-layer chart and\n"
+            "                          the per-tensor table\n"
+            "      --force             replace OUT.html if it exists\n"
             "  -q, --quiet             errors only\n"
             "  -v, --verbose           more messages\n"
             "  -h, --help              this help\n"
@@ -70,8 +89,10 @@ static void usage(FILE *f)
 
 typedef struct {
     const char *model, *ref, *text, *tokens;
+    const char *report;         /* --report OUT.html, or NULL */
+    const char *tensors[2];     /* --tensors A B */
     int64_t n_ctx, n_batch, max_chunks;
-    int threads, json, numerics;
+    int threads, json, numerics, force, tensor_mode;
     double max_kld, min_same_top; /* < 0: not set */
 } options;
 
@@ -430,6 +451,251 @@ static void json_head(qf_json *j, const char *mode, const options *o, int64_t n_
 }
 
 /* =====================================================================
+ * The report and the per-tensor comparison
+ * ===================================================================== */
+
+/* Refuse an existing --report target before any work (qf_out_open checks
+ * again when it is written). */
+static int report_check(const options *o, qf_err *err)
+{
+    if (o->report && !o->force && access(o->report, F_OK) == 0)
+        return qf_err_set(err, QF_EEXIST, "%s: exists (use --force to overwrite)", o->report);
+    return 0;
+}
+
+/* Render the page in memory, then write it through the atomic writer: no
+ * partial page is ever left under the target name. */
+static int report_save(const options *o, const qf_report *r, qf_err *err)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&buf, &len);
+    qf_out *out = NULL;
+    int rc, wrc;
+
+    if (!m)
+        return qf_err_set(err, QF_ENOMEM, "%s: out of memory", o->report);
+    wrc = qf_report_write(m, r);
+    if (fclose(m) != 0 || wrc != 0) {
+        free(buf);
+        return qf_err_set(err, QF_ENOMEM, "%s: out of memory", o->report);
+    }
+    if ((rc = qf_out_open(o->report, o->force ? QF_OUT_FORCE : 0, &out, err)) == 0) {
+        if ((rc = qf_out_write(out, buf, len, err)) != 0)
+            qf_out_close(out);
+        else
+            rc = qf_out_commit(out, err);
+    }
+    free(buf);
+    if (rc == 0)
+        qf_cli_info(1, "%s: report written (%zu bytes)", o->report, len);
+    return rc;
+}
+
+/* The bar is made at the first tensor, when the count of tensors in both
+ * files is known. */
+static void on_diff_progress(void *ctx, int64_t done, int64_t total)
+{
+    qf_progress **prog = ctx;
+    (void)done;
+    if (!*prog)
+        *prog = qf_progress_new("tensors", (uint64_t)total);
+    qf_progress_add(*prog, 1);
+}
+
+/* Compare every tensor of ref (the reference) and model. */
+static int diff_sources(const qf_source *ref, const qf_source *model, const options *o,
+                        qf_tensor_diffs **out, qf_err *err)
+{
+    double t0 = now_s();
+    qf_progress *prog = NULL;
+    int rc = qf_tensor_diff_sources(ref, model, o->threads, on_diff_progress, &prog, out, err);
+    qf_progress_free(prog);
+    if (rc == 0)
+        qf_cli_info(1, "%" PRId64 " tensors compared in %.2f s, %d threads", (*out)->n,
+                    now_s() - t0, o->threads);
+    return rc;
+}
+
+static void shape_str(const qf_tensor_diff *t, char *buf, size_t cap)
+{
+    size_t n = 0;
+    uint32_t k;
+    buf[0] = '\0';
+    for (k = 0; k < t->n_dims && k < 4 && n < cap; k++)
+        n += (size_t)snprintf(buf + n, cap - n, "%s%" PRIu64, k ? " x " : "", t->ne[k]);
+}
+
+/* v with prec digits, as %e (style 'e') or %f, or inf / nan */
+static const char *fmt_stat(char *buf, size_t cap, char style, int prec, double v)
+{
+    if (isnan(v))
+        snprintf(buf, cap, "nan");
+    else if (isinf(v))
+        snprintf(buf, cap, v > 0 ? "inf" : "-inf");
+    else if (style == 'e')
+        snprintf(buf, cap, "%.*e", prec, v);
+    else
+        snprintf(buf, cap, "%.*f", prec, v);
+    return buf;
+}
+
+static void stat_line(const char *name, int w, const char *shape, const char *ta, const char *tb,
+                      const qf_diff_stats *st)
+{
+    char b[5][32];
+    printf("%-*s  %-14s %-7s %-7s %11s %11s %11s %8s %11s\n", w, name, shape, ta, tb,
+           fmt_stat(b[0], 32, 'e', 4, st->rmse), fmt_stat(b[1], 32, 'e', 4, st->max_abs),
+           fmt_stat(b[2], 32, 'e', 4, st->rel_err), fmt_stat(b[3], 32, 'f', 2, st->snr_db),
+           fmt_stat(b[4], 32, 'f', 8, st->cosine));
+}
+
+static void print_names(const char *what, const char *const *names, int64_t n)
+{
+    int64_t i;
+    if (!n)
+        return;
+    printf("only in %s (%" PRId64 "):", what, n);
+    for (i = 0; i < n; i++)
+        printf("%s %s", i ? "," : "", names[i]);
+    printf("\n");
+}
+
+static void json_stats(qf_json *j, const qf_diff_stats *st)
+{
+    qf_json_key(j, "n");
+    qf_json_u64(j, st->n);
+    qf_json_key(j, "rmse");
+    qf_json_f64(j, st->rmse);
+    qf_json_key(j, "max_abs");
+    qf_json_f64(j, st->max_abs);
+    qf_json_key(j, "rel_err");
+    qf_json_f64(j, st->rel_err);
+    qf_json_key(j, "snr_db"); /* null when infinite (identical) */
+    qf_json_f64(j, st->snr_db);
+    qf_json_key(j, "cosine");
+    qf_json_f64(j, st->cosine);
+    qf_json_key(j, "identical");
+    qf_json_bool(j, st->identical);
+}
+
+static void json_names(qf_json *j, const char *key, const char *const *names, int64_t n)
+{
+    int64_t i;
+    qf_json_key(j, key);
+    qf_json_arr_begin(j);
+    for (i = 0; i < n; i++)
+        qf_json_str(j, names[i]);
+    qf_json_arr_end(j);
+}
+
+static void print_diffs(const options *o, const qf_tensor_diffs *d)
+{
+    int64_t i;
+    int w = 6;
+    char shape[64];
+    uint32_t k;
+
+    if (o->json) {
+        qf_json j;
+        qf_json_init(&j, stdout, 1);
+        qf_json_obj_begin(&j);
+        qf_json_key(&j, "mode");
+        qf_json_str(&j, "tensors");
+        qf_json_key(&j, "a");
+        qf_json_str(&j, o->tensors[0]);
+        qf_json_key(&j, "b");
+        qf_json_str(&j, o->tensors[1]);
+        qf_json_key(&j, "tensors");
+        qf_json_arr_begin(&j);
+        for (i = 0; i < d->n; i++) {
+            const qf_tensor_diff *t = &d->items[i];
+            qf_json_obj_begin(&j);
+            qf_json_key(&j, "name");
+            qf_json_str(&j, t->name);
+            qf_json_key(&j, "shape");
+            qf_json_arr_begin(&j);
+            for (k = 0; k < t->n_dims && k < 4; k++)
+                qf_json_u64(&j, t->ne[k]);
+            qf_json_arr_end(&j);
+            qf_json_key(&j, "type_a");
+            qf_json_str(&j, qf_ggml_type_name(t->type_a));
+            qf_json_key(&j, "type_b");
+            qf_json_str(&j, qf_ggml_type_name(t->type_b));
+            qf_json_key(&j, "layer");
+            qf_json_i64(&j, t->layer);
+            qf_json_key(&j, "kind");
+            qf_json_str(&j, t->kind);
+            json_stats(&j, &t->st);
+            qf_json_obj_end(&j);
+        }
+        qf_json_arr_end(&j);
+        json_names(&j, "only_in_a", d->only_a, d->n_only_a);
+        json_names(&j, "only_in_b", d->only_b, d->n_only_b);
+        qf_json_key(&j, "total");
+        qf_json_obj_begin(&j);
+        json_stats(&j, &d->total);
+        qf_json_obj_end(&j);
+        qf_json_obj_end(&j);
+        qf_json_end(&j);
+        return;
+    }
+    for (i = 0; i < d->n; i++)
+        if ((int)strlen(d->items[i].name) > w)
+            w = (int)strlen(d->items[i].name);
+    if (w < 18)
+        w = 18;
+    printf("A (reference): %s\nB            : %s\n%" PRId64 " tensors in both, worst first\n\n",
+           o->tensors[0], o->tensors[1], d->n);
+    printf("%-*s  %-14s %-7s %-7s %11s %11s %11s %8s %11s\n", w, "tensor", "shape", "type A",
+           "type B", "RMSE", "max |err|", "rel err", "SNR dB", "cosine");
+    for (i = 0; i < d->n; i++) {
+        const qf_tensor_diff *t = &d->items[i];
+        shape_str(t, shape, sizeof shape);
+        stat_line(t->name, w, shape, qf_ggml_type_name(t->type_a), qf_ggml_type_name(t->type_b),
+                  &t->st);
+    }
+    stat_line("all tensors pooled", w, "", "", "", &d->total);
+    print_names("A", d->only_a, d->n_only_a);
+    print_names("B", d->only_b, d->n_only_b);
+}
+
+static int run_tensors(const options *o, qf_err *err)
+{
+    qf_source *a = NULL, *b = NULL;
+    qf_tensor_diffs *d = NULL;
+    qf_report_setting set[2];
+    qf_report r;
+    int rc;
+
+    if ((rc = report_check(o, err)) != 0 || (rc = qf_source_open(o->tensors[0], &a, err)) != 0 ||
+        (rc = qf_source_open(o->tensors[1], &b, err)) != 0 ||
+        (rc = diff_sources(a, b, o, &d, err)) != 0)
+        goto done;
+    print_diffs(o, d);
+    fflush(stdout);
+    if (o->report) {
+        memset(&r, 0, sizeof r);
+        set[0].label = "reference (A)";
+        set[0].value = o->tensors[0];
+        set[1].label = "compared (B)";
+        set[1].value = o->tensors[1];
+        r.title = "qforge-verify: per-tensor error";
+        r.settings = set;
+        r.n_settings = 2;
+        r.diffs = d;
+        r.ref_label = o->tensors[0];
+        r.model_label = o->tensors[1];
+        rc = report_save(o, &r, err);
+    }
+done:
+    qf_tensor_diffs_free(d);
+    qf_source_close(a);
+    qf_source_close(b);
+    return rc;
+}
+
+/* =====================================================================
  * The two modes
  * ===================================================================== */
 
@@ -576,8 +842,44 @@ static void json_kld(qf_json *j, const qf_kld_stats *s)
 }
 
 /* Returns 0, EXIT_THRESHOLD (as a positive value) or a negative code. */
+static int kld_report(const options *o, const qf_kld *k, const qf_kld_stats *s, int64_t n_chunk,
+                      const qf_tensor_diffs *diffs, qf_err *err)
+{
+    char ctx[32], chunks[32], scored[32];
+    qf_report_setting set[7];
+    qf_report r;
+
+    snprintf(ctx, sizeof ctx, "%" PRId64, o->n_ctx);
+    snprintf(chunks, sizeof chunks, "%" PRId64, n_chunk);
+    snprintf(scored, sizeof scored, "%" PRId64, s->count);
+    set[0].label = "model (Q)";
+    set[0].value = o->model;
+    set[1].label = "reference (base)";
+    set[1].value = o->ref;
+    set[2].label = o->tokens ? "token ids" : "text";
+    set[2].value = o->tokens ? o->tokens : o->text;
+    set[3].label = "tokens per chunk";
+    set[3].value = ctx;
+    set[4].label = "chunks";
+    set[4].value = chunks;
+    set[5].label = "positions scored";
+    set[5].value = scored;
+    set[6].label = "numerics";
+    set[6].value = o->numerics == QF_NUMERICS_GGML ? "ggml" : "f32";
+    memset(&r, 0, sizeof r);
+    r.title = "qforge-verify: KL divergence and weight error";
+    r.settings = set;
+    r.n_settings = 7;
+    r.kld = s;
+    r.kld_values = qf_kld_values(k, &r.n_kld);
+    r.diffs = diffs;
+    r.ref_label = o->ref;
+    r.model_label = o->model;
+    return report_save(o, &r, err);
+}
+
 static int run_kld(runner *q, runner *base, const options *o, const int32_t *ids,
-                   int64_t n_tokens, int64_t n_chunk, qf_err *err)
+                   int64_t n_tokens, int64_t n_chunk, const qf_tensor_diffs *diffs, qf_err *err)
 {
     int64_t V = qf_model_get_config(q->m)->n_vocab, first = o->n_ctx / 2, i, j;
     int32_t *buf = malloc((size_t)o->n_ctx * sizeof *buf);
@@ -657,6 +959,8 @@ static int run_kld(runner *q, runner *base, const options *o, const int32_t *ids
         kld_summary(&s);
     }
     fflush(stdout);
+    if (o->report && (rc = kld_report(o, k, &s, n_chunk, diffs, err)) != 0)
+        goto done;
     if (o->max_kld >= 0 && s.kld_mean > o->max_kld)
         qf_cli_error("mean KLD %.6f exceeds --max-kld %g", s.kld_mean, o->max_kld);
     if (o->min_same_top >= 0 && 100.0 * s.same_top < o->min_same_top)
@@ -685,11 +989,14 @@ int main(int argc, char **argv)
         { "json", no_argument, NULL, 'J' },            { "max-kld", required_argument, NULL, 'K' },
         { "min-same-top", required_argument, NULL, 'S' }, { "quiet", no_argument, NULL, 'q' },
         { "numerics", required_argument, NULL, 'N' },
+        { "tensors", no_argument, NULL, 'D' },         { "report", required_argument, NULL, 'O' },
+        { "force", no_argument, NULL, 'F' },
         { "verbose", no_argument, NULL, 'v' },         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },         { NULL, 0, NULL, 0 },
     };
     options o;
     runner q, base;
+    qf_tensor_diffs *diffs = NULL;
     qf_err err = { 0 };
     int32_t *ids = NULL;
     int64_t n_tokens = 0, n_chunk;
@@ -734,6 +1041,9 @@ int main(int argc, char **argv)
             o.threads = (int)v;
             break;
         case 'J': o.json = 1; break;
+        case 'D': o.tensor_mode = 1; break;
+        case 'O': o.report = optarg; break;
+        case 'F': o.force = 1; break;
         case 'N':
             if (!strcmp(optarg, "ggml"))
                 o.numerics = QF_NUMERICS_GGML;
@@ -759,8 +1069,24 @@ int main(int argc, char **argv)
         default: return qf_cli_usage_error("unknown option '%s'", argv[optind - 1]);
         }
     }
+    if (o.tensor_mode) {
+        if (o.model || o.ref || o.text || o.tokens || o.max_kld >= 0 || o.min_same_top >= 0)
+            return qf_cli_usage_error("--tensors takes two files, not -m, --ref, -f, --tokens, "
+                                      "--max-kld or --min-same-top");
+        if (argc - optind != 2)
+            return qf_cli_usage_error("--tensors needs two files: A (the reference) and B");
+        o.tensors[0] = argv[optind];
+        o.tensors[1] = argv[optind + 1];
+        if ((rc = run_tensors(&o, &err)) != 0) {
+            qf_cli_report(&err);
+            return QF_EXIT_FAIL;
+        }
+        return 0;
+    }
     if (optind < argc)
         return qf_cli_usage_error("unexpected argument '%s'", argv[optind]);
+    if (o.report && !o.ref)
+        return qf_cli_usage_error("--report needs --ref (or --tensors)");
     if (!o.model)
         return qf_cli_usage_error("missing -m MODEL");
     if (!o.text == !o.tokens)
@@ -773,7 +1099,7 @@ int main(int argc, char **argv)
     if (o.n_batch > o.n_ctx)
         o.n_batch = o.n_ctx;
 
-    if ((rc = runner_open(&q, o.model, &o, &err)) != 0)
+    if ((rc = report_check(&o, &err)) != 0 || (rc = runner_open(&q, o.model, &o, &err)) != 0)
         goto fail;
     if (o.ref) {
         have_base = 1;
@@ -786,6 +1112,9 @@ int main(int argc, char **argv)
                             qf_model_get_config(q.m)->n_vocab);
             goto fail;
         }
+        /* the weights' error for the report, before the long part */
+        if (o.report && (rc = diff_sources(base.src, q.src, &o, &diffs, &err)) != 0)
+            goto fail;
     }
     if (qf_model_get_config(q.m)->n_ctx_train > 0 && o.n_ctx > qf_model_get_config(q.m)->n_ctx_train)
         qf_cli_info(1, "warning: %s was trained on %" PRId64 " tokens of context, -c is %" PRId64,
@@ -809,7 +1138,7 @@ int main(int argc, char **argv)
     if ((rc = runner_start(&q, &o, &err)) != 0 || (have_base && (rc = runner_start(&base, &o, &err)) != 0))
         goto fail;
 
-    rc = have_base ? run_kld(&q, &base, &o, ids, n_tokens, n_chunk, &err)
+    rc = have_base ? run_kld(&q, &base, &o, ids, n_tokens, n_chunk, diffs, &err)
                    : run_ppl(&q, &o, ids, n_tokens, n_chunk, &err);
     if (rc < 0)
         goto fail;
@@ -818,6 +1147,7 @@ fail:
     qf_cli_report(&err);
     rc = QF_EXIT_FAIL;
 done:
+    qf_tensor_diffs_free(diffs);
     free(ids);
     runner_close(&q);
     runner_close(&base);

@@ -178,6 +178,12 @@ int qf_kld_add(qf_kld *k, const float *q, const float *base, int64_t n_vocab, in
     return rc ? rc : qf_kld_add_row(k, &r, err);
 }
 
+const float *qf_kld_values(const qf_kld *k, int64_t *n)
+{
+    *n = k->count;
+    return k->kld_values;
+}
+
 /* Mean and its standard error, as llama.cpp: 0 below 11 values. */
 static void mean_unc(double sum, double sum2, int64_t n, double *mean, double *unc)
 {

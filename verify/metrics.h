@@ -87,6 +87,11 @@ int qf_kld_row_compute(const float *q, const float *base, int64_t n_vocab, int32
                        qf_kld_row *row, qf_err *err);
 int qf_kld_add_row(qf_kld *k, const qf_kld_row *row, qf_err *err);
 
+/* The per-position KLD values so far, in the order they were added (the
+ * histogram of a report); *n is set to their count. Borrowed: valid until
+ * the next qf_kld_add / qf_kld_add_row or qf_kld_free. */
+const float *qf_kld_values(const qf_kld *k, int64_t *n);
+
 /* Everything llama-perplexity --kl-divergence prints. Ratios are fractions
  * (same_top 0.94 prints as "94.1 %"); "_unc" fields are the printed +/-. */
 typedef struct qf_kld_stats {

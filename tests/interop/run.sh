@@ -3,6 +3,8 @@
 #   - @huggingface/gguf (npm) parses the GGUF files qforge writes: the
 #     fixture model converted to every outtype (and quantized, when
 #     qforge-quantize is there), and every golden GGUF rewritten by qforge.
+#   - chromium renders the page of qforge-verify --report (report-render.sh;
+#     skipped when chromium is not installed).
 # Prints "ok ..." / "not ok ..." lines and ends with "N passed, N failed".
 cd "$(dirname "$0")" || exit 1
 ROOT=$(cd ../.. && pwd)
@@ -25,6 +27,7 @@ if [ -x "$BIN/qforge-quantize" ]; then
 fi
 files="$files $ROOT/fixtures/gguf/stories260K-Q4_K_M.gguf"
 node gguf-parse.mjs "$BIN" $files > "$TMP/log" 2>&1
+sh report-render.sh "$BIN" >> "$TMP/log" 2>&1
 cat "$TMP/log"
 pass=$(grep -c '^ok ' "$TMP/log")
 fail=$(grep -c '^not ok ' "$TMP/log")
