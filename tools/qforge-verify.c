@@ -18,6 +18,7 @@
 #include "convert/source.h"
 #include "formats/parallel.h"
 #include "tools/cli.h"
+#include "tools/model_open.h"
 #include "verify/gemm.h"
 #include "verify/metrics.h"
 #include "verify/model.h"
@@ -63,9 +64,10 @@ static void usage(FILE *f)
             "  -h, --help              this help\n"
             "      --version           print the version\n"
             "\n"
-            "Exit status: 0 done, 1 an error, 2 usage error, 3 a --max-kld or\n"
+            "\n%s"
+            "\nExit status: 0 done, 1 an error, 2 usage error, 3 a --max-kld or\n"
             "--min-same-top limit was exceeded.\n",
-            qf_cli_default_threads());
+            qf_cli_default_threads(), qf_tool_archive_help);
 }
 
 typedef struct {
@@ -278,7 +280,8 @@ static int runner_open(runner *r, const char *path, const options *o, qf_err *er
     int rc;
 
     memset(r, 0, sizeof *r);
-    if ((rc = qf_source_open(path, &r->src, err)) != 0 ||
+    if ((rc = qf_tool_model_path(path, &path, err)) != 0 ||
+        (rc = qf_source_open(path, &r->src, err)) != 0 ||
         (rc = qf_model_load(r->src, o->threads, &r->m, err)) != 0)
         return rc;
     c = qf_model_get_config(r->m);
