@@ -64,6 +64,7 @@ struct qf_archive {
     /* reading */
     uint64_t pos, consumed, chunk;
     uint64_t total;          /* uncompressed bytes of every member so far */
+    uint64_t declared;       /* sizes the headers announced so far */
     uint64_t written;        /* bytes written to disk so far */
     uint64_t avail;          /* free bytes of the temp file system at start */
     uint64_t entries;
@@ -869,7 +870,7 @@ static int setup(qf_archive *a, struct archive *ar, qf_err *err)
     archive_read_set_seek_callback(ar, cb_seek);
     if (archive_read_open1(ar) != ARCHIVE_OK) {
         static const char *const what[] = { "", "tar", "gzip-compressed tar", "zstd-compressed tar", "zip" };
-        return fail(a, err, QF_EFORMAT, NULL, "not a %s archive (%s)", what[a->kind], la_msg(ar));
+        return fail(a, err, QF_EFORMAT, NULL, "not a readable %s archive (%s)", what[a->kind], la_msg(ar));
     }
     return 0;
 }
@@ -971,6 +972,24 @@ int qf_archive_unpack(qf_archive *a, qf_err *err)
             if ((rc = read_member(a, ar, e, norm, NULL, 0, NULL, err)) != 0)
                 goto done;
             continue;
+        }
+        /* what the headers announce is checked before any byte is read */
+        if (archive_entry_size_is_set(e) && archive_entry_size(e) > 0) {
+            uint64_t sz = (uint64_t)archive_entry_size(e);
+            a->declared = sz > UINT64_MAX - a->declared ? UINT64_MAX : a->declared + sz;
+            if (a->declared > a->lim.max_bytes) {
+                rc = fail(a, err, QF_ELIMIT, norm, "the members announce more than %llu bytes",
+                          (unsigned long long)a->lim.max_bytes);
+                goto done;
+            }
+            if (a->declared > RATIO_SLACK &&
+                (a->declared - RATIO_SLACK) / a->lim.max_ratio >= a->size) {
+                rc = fail(a, err, QF_ELIMIT, norm,
+                          "announces %llu bytes in all, more than %llu x the archive's %llu: a "
+                          "compression bomb?", (unsigned long long)a->declared,
+                          (unsigned long long)a->lim.max_ratio, (unsigned long long)a->size);
+                goto done;
+            }
         }
         /* a file directly in the root or in a visible top-level folder? */
         b = base_of(norm);
