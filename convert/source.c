@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include "convert/convert.h"
+#include "formats/archive.h"
 #include "formats/types.h"
 #include "quantize/quant.h"
 
@@ -15,6 +16,7 @@ struct qf_source {
     char *path;
     qf_gguf *g;         /* a GGUF file, or */
     qf_convert *c;      /* a folder, planned as its F32 conversion */
+    qf_archive *ar;     /* the archive the folder was unpacked from, or NULL */
     qf_source_tensor *t;
     int64_t nt;
 };
@@ -25,6 +27,7 @@ void qf_source_close(qf_source *s)
         return;
     qf_gguf_close(s->g);
     qf_convert_free(s->c);
+    qf_archive_close(s->ar);
     free(s->t);
     free(s->path);
     free(s);
@@ -42,10 +45,18 @@ int qf_source_open(const char *path, qf_source **out, qf_err *err)
         free(s);
         return qf_err_set(err, QF_ENOMEM, "out of memory");
     }
+    if (qf_archive_kind_of(path) != QF_ARCHIVE_NONE) { /* read the folder inside */
+        if ((rc = qf_archive_open(path, NULL, NULL, &s->ar, err)) != 0 ||
+            (rc = qf_archive_unpack(s->ar, err)) != 0)
+            goto done;
+        path = qf_archive_dir(s->ar);
+    }
     if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
         qf_convert_opts o = { QF_OUTTYPE_F32, 1, 0, NULL };
-        if ((rc = qf_convert_plan(path, &o, &s->c, err)) != 0)
+        if ((rc = qf_convert_plan(path, &o, &s->c, err)) != 0) {
+            qf_archive_fix_err(s->ar, err);
             goto done;
+        }
         s->nt = qf_convert_tensor_count(s->c);
     } else {
         if ((rc = qf_gguf_open(path, &s->g, err)) != 0)

@@ -30,7 +30,9 @@ typedef struct qf_source_tensor {
 } qf_source_tensor;
 
 /*
- * Open `path`: a .gguf file, or a model folder (as qforge-convert reads it).
+ * Open `path`: a .gguf file, a model folder (as qforge-convert reads it), or
+ * such a folder in an archive (formats/archive.h, default limits, temp folder
+ * in $TMPDIR or /tmp, removed by qf_source_close).
  * Returns 0 and
  * sets *out (owned by the caller: qf_source_close), or a negative code with a
  * message naming the file.

@@ -6,6 +6,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,15 +21,109 @@
 
 struct qf_map {
     char *path;
-    uint8_t *data;
+    uint8_t *data;  /* the bytes: base, or inside base for an aliased range */
     uint64_t size;
+    void *base;     /* what mmap returned (NULL when size is 0) */
+    size_t map_len; /* what to munmap */
 };
+
+/* Placeholder bindings (qf_map_alias_add): a short list, searched linearly. */
+typedef struct alias {
+    char *placeholder, *target;
+    dev_t dev;
+    ino_t ino;
+    uint64_t off, len;
+} alias;
+
+static pthread_mutex_t alias_lock = PTHREAD_MUTEX_INITIALIZER;
+static alias *aliases;
+static size_t n_aliases, cap_aliases;
+
+int qf_map_alias_add(const char *placeholder, const char *target, uint64_t off, uint64_t len,
+                     qf_err *err)
+{
+    struct stat st;
+    alias a;
+    int rc = 0;
+
+    if (stat(placeholder, &st) != 0)
+        return qf_err_set(err, QF_EIO, "%s: %s", placeholder, strerror(errno));
+    a.placeholder = strdup(placeholder);
+    a.target = strdup(target);
+    a.dev = st.st_dev;
+    a.ino = st.st_ino;
+    a.off = off;
+    a.len = len;
+    pthread_mutex_lock(&alias_lock);
+    if (n_aliases == cap_aliases) {
+        size_t cap = cap_aliases ? 2 * cap_aliases : 16;
+        alias *p = realloc(aliases, cap * sizeof *p);
+        if (p) {
+            aliases = p;
+            cap_aliases = cap;
+        }
+    }
+    if (!a.placeholder || !a.target || n_aliases == cap_aliases) {
+        rc = qf_err_set(err, QF_ENOMEM, "%s: out of memory", placeholder);
+    } else {
+        aliases[n_aliases++] = a;
+        a.placeholder = a.target = NULL;
+    }
+    pthread_mutex_unlock(&alias_lock);
+    free(a.placeholder);
+    free(a.target);
+    return rc;
+}
+
+void qf_map_alias_remove(const char *placeholder)
+{
+    size_t i;
+
+    pthread_mutex_lock(&alias_lock);
+    for (i = 0; i < n_aliases; i++) {
+        if (strcmp(aliases[i].placeholder, placeholder) == 0) {
+            free(aliases[i].placeholder);
+            free(aliases[i].target);
+            aliases[i] = aliases[--n_aliases];
+            break;
+        }
+    }
+    if (n_aliases == 0) {
+        free(aliases);
+        aliases = NULL;
+        cap_aliases = 0;
+    }
+    pthread_mutex_unlock(&alias_lock);
+}
+
+/* The binding of the file (dev, ino): 1 and a copy of target (owned by the
+ * caller) with the range, or 0. -1 when out of memory. */
+static int alias_find(dev_t dev, ino_t ino, char **target, uint64_t *off, uint64_t *len)
+{
+    size_t i;
+    int found = 0;
+
+    pthread_mutex_lock(&alias_lock);
+    for (i = 0; i < n_aliases; i++) {
+        if (aliases[i].dev == dev && aliases[i].ino == ino) {
+            *target = strdup(aliases[i].target);
+            *off = aliases[i].off;
+            *len = aliases[i].len;
+            found = *target ? 1 : -1;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&alias_lock);
+    return found;
+}
 
 int qf_map_open(const char *path, qf_map **out, qf_err *err)
 {
     struct stat st;
     qf_map *m = NULL;
-    int fd = -1, rc = 0;
+    char *target = NULL;
+    uint64_t off = 0, len = 0, page = (uint64_t)sysconf(_SC_PAGESIZE);
+    int fd = -1, rc = 0, bound;
 
     *out = NULL;
     fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -53,19 +149,42 @@ int qf_map_open(const char *path, qf_map **out, qf_err *err)
         goto done;
     }
     m->size = (uint64_t)st.st_size;
+    bound = alias_find(st.st_dev, st.st_ino, &target, &off, &len);
+    if (bound < 0) {
+        rc = qf_err_set(err, QF_ENOMEM, "%s: out of memory", path);
+        goto done;
+    }
+    if (bound) { /* map the bound range of the target instead */
+        close(fd);
+        fd = open(target, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || fstat(fd, &st) != 0) {
+            rc = qf_err_set(err, QF_EIO, "%s: %s", target, strerror(errno));
+            goto done;
+        }
+        if (off > (uint64_t)st.st_size || len > (uint64_t)st.st_size - off) {
+            rc = qf_err_set(err, QF_ETRUNC, "%s: bytes [%llu, %llu) are past the end of %s", path,
+                            (unsigned long long)off, (unsigned long long)(off + len), target);
+            goto done;
+        }
+        m->size = len;
+    }
     if (m->size > 0) {
-        void *p = mmap(NULL, (size_t)m->size, PROT_READ, MAP_PRIVATE, fd, 0);
+        uint64_t lo = off / page * page;
+        void *p = mmap(NULL, (size_t)(off - lo + m->size), PROT_READ, MAP_PRIVATE, fd, (off_t)lo);
         if (p == MAP_FAILED) {
             rc = qf_err_set(err, QF_EIO, "%s: mmap: %s", path, strerror(errno));
             goto done;
         }
-        m->data = p;
+        m->base = p;
+        m->map_len = (size_t)(off - lo + m->size);
+        m->data = (uint8_t *)p + (off - lo);
     }
     *out = m;
     m = NULL;
 done:
     if (fd >= 0)
         close(fd);
+    free(target);
     qf_map_close(m);
     return rc;
 }
@@ -74,8 +193,8 @@ void qf_map_close(qf_map *m)
 {
     if (!m)
         return;
-    if (m->data)
-        munmap(m->data, (size_t)m->size);
+    if (m->base)
+        munmap(m->base, m->map_len);
     free(m->path);
     free(m);
 }
@@ -84,27 +203,38 @@ const uint8_t *qf_map_data(const qf_map *m) { return m->data; }
 uint64_t qf_map_size(const qf_map *m) { return m->size; }
 const char *qf_map_path(const qf_map *m) { return m->path; }
 
+/* The whole pages covering (inner: wholly inside) bytes [off, off + len) of
+ * the data, clipped to the mapping. Addresses, not offsets, are rounded: the
+ * data of an aliased range does not start on a page. */
 static int page_range(const qf_map *m, uint64_t off, uint64_t len, int inner, uint8_t **p,
                       size_t *n)
 {
-    uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE), lo, hi;
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), lo, hi, a, b, mlo, mhi;
 
     if (!m || !m->data || off >= m->size || len == 0)
         return 0;
     if (len > m->size - off)
         len = m->size - off;
+    a = (uintptr_t)(m->data + off);
+    b = a + (uintptr_t)len;
+    mlo = (uintptr_t)m->base;
+    mhi = mlo + m->map_len;
     if (inner) { /* only pages wholly inside the range */
-        lo = (off + page - 1) / page * page;
-        hi = (off + len) / page * page;
+        lo = (a + page - 1) / page * page;
+        hi = b / page * page;
         if (off + len == m->size)
-            hi = (off + len + page - 1) / page * page;
+            hi = (b + page - 1) / page * page;
     } else {
-        lo = off / page * page;
-        hi = (off + len + page - 1) / page * page;
+        lo = a / page * page;
+        hi = (b + page - 1) / page * page;
     }
+    if (lo < mlo)
+        lo = mlo;
+    if (hi > (mhi + page - 1) / page * page)
+        hi = (mhi + page - 1) / page * page;
     if (hi <= lo)
         return 0;
-    *p = m->data + lo;
+    *p = (uint8_t *)lo;
     *n = (size_t)(hi - lo);
     return 1;
 }

@@ -7,6 +7,12 @@
  * it has finished with (qf_map_release), so a reader streaming a 100 GB file
  * keeps its resident set small.
  *
+ * Members used in place: a file inside an uncompressed archive can be read
+ * where it lies. qf_map_alias_add binds a placeholder file (known by its
+ * device and inode, so any spelling of its path matches) to a byte range of
+ * another file; qf_map_open of the placeholder then maps that range instead.
+ * formats/archive.c makes these bindings; every reader keeps opening paths.
+ *
  * Parsing: all file data is reached through qf_cur, which checks every read
  * against the bytes left and decodes little-endian fields one by one (never
  * by casting the mapping to a struct).
@@ -43,6 +49,22 @@ int qf_map_open(const char *path, qf_map **out, qf_err *err);
 
 /* Unmap and free; accepts NULL. */
 void qf_map_close(qf_map *m);
+
+/*
+ * From now on, qf_map_open of the file `placeholder` (an existing regular
+ * file, matched by device and inode) maps bytes [off, off + len) of `target`
+ * instead; qf_map_size is then len and qf_map_path the path given to
+ * qf_map_open. The range is checked against target's size when mapped
+ * (QF_ETRUNC if it no longer fits). Bindings are process-wide and
+ * thread-safe. Returns 0, QF_EIO (placeholder cannot be stat'ed) or
+ * QF_ENOMEM. Maps already open are unaffected by later changes.
+ */
+int qf_map_alias_add(const char *placeholder, const char *target, uint64_t off, uint64_t len,
+                     qf_err *err);
+
+/* Drop the binding made with the same `placeholder` string (works after the
+ * file is gone). Unknown paths are ignored. */
+void qf_map_alias_remove(const char *placeholder);
 
 /* The mapped bytes (borrowed: valid while the map lives) and their count. */
 const uint8_t *qf_map_data(const qf_map *m);

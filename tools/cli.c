@@ -7,6 +7,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -36,12 +37,55 @@ void qf_cli_error(const char *fmt, ...)
     fputc('\n', stderr);
 }
 
+static void (*err_fixer)(qf_err *);
+static void (*cleanup)(void);
+
 void qf_cli_report(const qf_err *err)
 {
-    if (err && err->msg[0])
-        qf_cli_error("%s", err->msg);
-    else
+    qf_err e;
+
+    if (err && err->msg[0]) {
+        e = *err;
+        if (err_fixer)
+            err_fixer(&e);
+        qf_cli_error("%s", e.msg);
+    } else {
         qf_cli_error("%s", qf_err_name(err ? err->code : QF_EINVAL));
+    }
+}
+
+void qf_cli_set_err_fixer(void (*fn)(qf_err *err)) { err_fixer = fn; }
+
+static void run_cleanup(void)
+{
+    if (cleanup)
+        cleanup();
+}
+
+static void on_signal(int sig)
+{
+    run_cleanup();
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+void qf_cli_on_exit(void (*fn)(void))
+{
+    static const int sigs[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT };
+    struct sigaction sa;
+    size_t i;
+
+    if (cleanup) { /* once per process */
+        cleanup = fn;
+        return;
+    }
+    cleanup = fn;
+    atexit(run_cleanup);
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    for (i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+        sigaction(sigs[i], &sa, NULL);
 }
 
 int qf_cli_usage_error(const char *fmt, ...)

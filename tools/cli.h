@@ -29,6 +29,17 @@ const char *qf_cli_prog(void);
 void qf_cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* "prog: <err->msg>" on stderr (or the code's name if no message). */
 void qf_cli_report(const qf_err *err);
+/* A function applied to a copy of every error qf_cli_report prints (the
+ * archive support rewrites temp paths into archive member names). */
+void qf_cli_set_err_fixer(void (*fn)(qf_err *err));
+
+/*
+ * Run fn at exit and on SIGINT, SIGTERM, SIGHUP and SIGQUIT (then the signal
+ * is raised again with its default action). fn must be async-signal-safe.
+ * A second call replaces fn.
+ */
+void qf_cli_on_exit(void (*fn)(void));
+
 /* Usage error: "prog: message" + "Try 'prog --help'." on stderr; returns 2. */
 int qf_cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Informational message on stderr when verbosity >= level. */

@@ -14,6 +14,7 @@
 #include "formats/file.h"
 #include "formats/types.h"
 #include "tools/cli.h"
+#include "tools/model_open.h"
 
 static void usage(FILE *f)
 {
@@ -42,8 +43,9 @@ static void usage(FILE *f)
             "  -h, --help             this help\n"
             "      --version          print the version\n"
             "\n"
-            "Exit status: 0 written, 1 an error (nothing is left behind), 2 usage error.\n",
-            qf_cli_default_threads());
+            "\n%s"
+            "\nExit status: 0 written, 1 an error (nothing is left behind), 2 usage error.\n",
+            qf_cli_default_threads(), qf_tool_archive_help);
 }
 
 static void on_progress(void *ctx, uint64_t done, uint64_t total)
@@ -204,7 +206,8 @@ int main(int argc, char **argv)
     if (!out && !dry)
         return qf_cli_usage_error("missing -o OUT.gguf");
 
-    if (qf_convert_plan(model, &opts, &cv, &err) != 0) {
+    if (qf_tool_model_path(model, &model, &err) != 0 ||
+        qf_convert_plan(model, &opts, &cv, &err) != 0) {
         qf_cli_report(&err);
         return QF_EXIT_FAIL;
     }

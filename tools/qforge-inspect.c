@@ -37,8 +37,9 @@ static void usage(FILE *f)
             "  -h, --help      this help\n"
             "      --version   print the version\n"
             "\n"
-            "Exit status: 0 listed, 1 the file is unreadable or invalid, 2 usage error.\n",
-            ARRAY_PREVIEW);
+            "\n%s"
+            "\nExit status: 0 listed, 1 the file is unreadable or invalid, 2 usage error.\n",
+            ARRAY_PREVIEW, qf_tool_archive_help);
 }
 
 /* =====================================================================
@@ -387,6 +388,70 @@ static int inspect_gguf(const char *path)
  * safetensors
  * ===================================================================== */
 
+/* A path as the user knows it: "a.tar:folder/file" inside an archive. */
+static const char *shown(const char *path)
+{
+    static char buf[4][QF_ERR_MSG_MAX];
+    static int k;
+    k = (k + 1) % 4;
+    return qf_tool_display_path(path ? path : "", buf[k], sizeof buf[k]);
+}
+
+/* For a model read from an archive: the members used, how each is read.
+ * With j, as an "archive" object; else as text. */
+static void archive_listing(const char *path, qf_json *j)
+{
+    const qf_archive *a = qf_tool_archive_of(path);
+    int64_t i, n;
+    char c[32];
+
+    if (!a)
+        return;
+    n = qf_archive_member_count(a);
+    if (j) {
+        qf_json_key(j, "archive");
+        qf_json_obj_begin(j);
+        qf_json_key(j, "path");
+        qf_json_str(j, qf_archive_path(a));
+        qf_json_key(j, "folder");
+        qf_json_str(j, qf_archive_folder(a));
+        qf_json_key(j, "entries");
+        qf_json_u64(j, qf_archive_entries_seen(a));
+        qf_json_key(j, "members");
+        qf_json_arr_begin(j);
+        for (i = 0; i < n; i++) {
+            const qf_archive_member *m = qf_archive_member_at(a, i);
+            qf_json_obj_begin(j);
+            qf_json_key(j, "name");
+            qf_json_str(j, m->name);
+            qf_json_key(j, "bytes");
+            qf_json_u64(j, m->size);
+            qf_json_key(j, "in_place");
+            qf_json_bool(j, m->in_place);
+            if (m->in_place) {
+                qf_json_key(j, "offset");
+                qf_json_u64(j, m->offset);
+            }
+            qf_json_obj_end(j);
+        }
+        qf_json_arr_end(j);
+        qf_json_obj_end(j);
+        return;
+    }
+    printf("Archive:  %s (model folder %s%s%s, %" PRIu64 " entries, %" PRId64 " used)\n",
+           qf_archive_path(a), qf_archive_folder(a)[0] ? "\"" : "", 
+           qf_archive_folder(a)[0] ? qf_archive_folder(a) : "at the root",
+           qf_archive_folder(a)[0] ? "\"" : "", qf_archive_entries_seen(a), n);
+    for (i = 0; i < n; i++) {
+        const qf_archive_member *m = qf_archive_member_at(a, i);
+        printf("  %-40s %14s  ", m->name, qf_cli_commas(m->size, c, sizeof c));
+        if (m->in_place)
+            printf("in place at byte %" PRIu64 "\n", m->offset);
+        else
+            printf("extracted\n");
+    }
+}
+
 static int inspect_st(const char *path, const qf_st *st)
 {
     int64_t i, nt;
@@ -412,12 +477,13 @@ static int inspect_st(const char *path, const qf_st *st)
         qf_json_init(&j, stdout, 1);
         qf_json_obj_begin(&j);
         qf_json_key(&j, "file");
-        qf_json_str(&j, path);
+        qf_json_str(&j, shown(path));
+        archive_listing(path, &j);
         qf_json_key(&j, "format");
         qf_json_str(&j, "safetensors");
         if (qf_st_index_path(st)) {
             qf_json_key(&j, "index");
-            qf_json_str(&j, qf_st_index_path(st));
+            qf_json_str(&j, shown(qf_st_index_path(st)));
         }
         qf_json_key(&j, "size");
         qf_json_u64(&j, size);
@@ -427,7 +493,7 @@ static int inspect_st(const char *path, const qf_st *st)
             int64_t m, nm = qf_st_meta_count(st, f);
             qf_json_obj_begin(&j);
             qf_json_key(&j, "path");
-            qf_json_str(&j, qf_st_file_path(st, f));
+            qf_json_str(&j, shown(qf_st_file_path(st, f)));
             qf_json_key(&j, "size");
             qf_json_u64(&j, qf_st_file_size(st, f));
             qf_json_key(&j, "header_size");
@@ -476,9 +542,10 @@ static int inspect_st(const char *path, const qf_st *st)
         return 0;
     }
 
-    printf("File:     %s\n", path);
+    archive_listing(path, NULL);
+    printf("File:     %s\n", shown(path));
     if (qf_st_index_path(st))
-        printf("Format:   safetensors, %u shards (index %s)\n", nf, qf_st_index_path(st));
+        printf("Format:   safetensors, %u shards (index %s)\n", nf, shown(qf_st_index_path(st)));
     else
         printf("Format:   safetensors\n");
     printf("Size:     %s bytes (%s)\n", qf_cli_commas(size, a, sizeof a),
@@ -486,7 +553,7 @@ static int inspect_st(const char *path, const qf_st *st)
     printf("Contents: %" PRId64 " tensors\n", nt);
     for (f = 0; f < nf; f++) {
         int64_t m, nm = qf_st_meta_count(st, f);
-        printf("\nFile %u: %s (%s bytes, header %s bytes)\n", f, qf_st_file_path(st, f),
+        printf("\nFile %u: %s (%s bytes, header %s bytes)\n", f, shown(qf_st_file_path(st, f)),
                qf_cli_commas(qf_st_file_size(st, f), a, sizeof a),
                qf_cli_commas(qf_st_header_size(st, f), h, sizeof h));
         for (m = 0; m < nm; m++) {
@@ -536,7 +603,8 @@ static int inspect_pt(const char *path, const qf_pt *pt)
         qf_json_init(&j, stdout, 1);
         qf_json_obj_begin(&j);
         qf_json_key(&j, "file");
-        qf_json_str(&j, path);
+        qf_json_str(&j, shown(path));
+        archive_listing(path, &j);
         qf_json_key(&j, "format");
         qf_json_str(&j, "pytorch");
         qf_json_key(&j, "size");
@@ -546,7 +614,7 @@ static int inspect_pt(const char *path, const qf_pt *pt)
         for (f = 0; f < nf; f++) {
             qf_json_obj_begin(&j);
             qf_json_key(&j, "path");
-            qf_json_str(&j, qf_pt_file_path(pt, f));
+            qf_json_str(&j, shown(qf_pt_file_path(pt, f)));
             qf_json_key(&j, "size");
             qf_json_u64(&j, qf_pt_file_size(pt, f));
             qf_json_key(&j, "pickle_protocol");
@@ -607,14 +675,15 @@ static int inspect_pt(const char *path, const qf_pt *pt)
         qf_json_end(&j);
         return 0;
     }
-    printf("File:     %s\n", path);
+    archive_listing(path, NULL);
+    printf("File:     %s\n", shown(path));
     printf("Format:   PyTorch checkpoint (zip + pickle, read without running it)%s%s\n",
-           qf_pt_index_path(pt) ? ", index " : "", qf_pt_index_path(pt) ? qf_pt_index_path(pt) : "");
+           qf_pt_index_path(pt) ? ", index " : "", qf_pt_index_path(pt) ? shown(qf_pt_index_path(pt)) : "");
     printf("Size:     %s bytes (%s)\n", qf_cli_commas(size, a, sizeof a), qf_cli_human(size, h, sizeof h));
     printf("Contents: %" PRId64 " tensors\n", nt);
     for (f = 0; f < nf; f++) {
         const char *dp = qf_pt_file_dict_path(pt, f);
-        printf("\nFile %u: %s (%s bytes, pickle protocol %d%s%s)\n", f, qf_pt_file_path(pt, f),
+        printf("\nFile %u: %s (%s bytes, pickle protocol %d%s%s)\n", f, shown(qf_pt_file_path(pt, f)),
                qf_cli_commas(qf_pt_file_size(pt, f), a, sizeof a), qf_pt_file_protocol(pt, f),
                dp && *dp ? ", tensors under \"" : "", dp && *dp ? dp : "");
         if (dp && *dp)
@@ -663,6 +732,7 @@ int main(int argc, char **argv)
         { "version", no_argument, NULL, 'V' }, { NULL, 0, NULL, 0 },
     };
     qf_err err = { 0 };
+    const char *path;
     int c, kind;
 
     qf_cli_init(argv[0]);
@@ -682,10 +752,14 @@ int main(int argc, char **argv)
         return qf_cli_usage_error("missing FILE");
     if (optind + 1 < argc)
         return qf_cli_usage_error("one FILE at a time (got '%s' too)", argv[optind + 1]);
-    kind = qf_tool_sniff(argv[optind], &err);
+    if (qf_tool_model_path(argv[optind], &path, &err) != 0) {
+        qf_cli_report(&err);
+        return QF_EXIT_FAIL;
+    }
+    kind = qf_tool_sniff(path, &err);
     if (kind < 0) {
         qf_cli_report(&err);
         return QF_EXIT_FAIL;
     }
-    return kind == QF_KIND_GGUF ? inspect_gguf(argv[optind]) : inspect_weights(argv[optind]);
+    return kind == QF_KIND_GGUF ? inspect_gguf(path) : inspect_weights(path);
 }

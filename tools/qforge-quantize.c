@@ -18,6 +18,7 @@
 #include "quantize/mix.h"
 #include "quantize/quant.h"
 #include "tools/cli.h"
+#include "tools/model_open.h"
 
 static void usage(FILE *f)
 {
@@ -64,8 +65,9 @@ static void usage(FILE *f)
             "A type a tensor cannot take (its row length is not a multiple of the block size)\n"
             "falls back as llama.cpp's does (Q4_K -> Q5_0, Q6_K -> Q8_0, ...), and to F16\n"
             "where llama.cpp would stop; every such tensor is reported.\n"
-            "\n"
-            "Exit status: 0 written, 1 an error (nothing is left behind), 2 usage error.\n");
+            "\n%s"
+            "\nExit status: 0 written, 1 an error (nothing is left behind), 2 usage error.\n",
+            qf_tool_archive_help);
 }
 
 /* ---------------------------------------------------------------------
@@ -522,7 +524,8 @@ int main(int argc, char **argv)
         }
     }
 
-    if (qf_source_open(in, &src, &err) != 0 || qf_quantize_plan(src, &opts, &plan, &err) != 0) {
+    if (qf_tool_model_path(in, &in, &err) != 0 ||
+        qf_source_open(in, &src, &err) != 0 || qf_quantize_plan(src, &opts, &plan, &err) != 0) {
         qf_cli_report(&err);
         goto done;
     }

@@ -52,9 +52,10 @@ static void usage(FILE *f)
             "  -h, --help            this help\n"
             "      --version         print the version\n"
             "\n"
-            "Exit status: 0 done (and everything matched), 1 an error or a mismatch,\n"
+            "\n%s"
+            "\nExit status: 0 done (and everything matched), 1 an error or a mismatch,\n"
             "2 usage error.\n",
-            qf_cli_default_threads());
+            qf_cli_default_threads(), qf_tool_archive_help);
 }
 
 /* =====================================================================
@@ -95,9 +96,12 @@ static void model_close(model *m)
 static int model_open(const char *path, model *m, qf_err *err)
 {
     int64_t i;
-    int kind = qf_tool_sniff(path, err);
+    int kind;
 
     memset(m, 0, sizeof *m);
+    if ((kind = qf_tool_model_path(path, &path, err)) != 0)
+        return kind;
+    kind = qf_tool_sniff(path, err);
     if (kind < 0)
         return kind;
     m->kind = kind;

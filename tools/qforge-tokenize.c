@@ -15,6 +15,7 @@
 #include "convert/vocab.h"
 #include "formats/file.h"
 #include "tools/cli.h"
+#include "tools/model_open.h"
 #include "verify/tokenizer.h"
 
 static void usage(FILE *f)
@@ -59,8 +60,9 @@ static void usage(FILE *f)
             "BOS is added when the model's add_bos_token says so (EOS likewise), as\n"
             "llama-tokenize does, unless --no-bos.\n"
             "\n"
-            "Exit status: 0 done, 1 the model or the input could not be read, 2 usage\n"
-            "error.\n");
+            "\n%s"
+            "\nExit status: 0 done, 1 the model or the input could not be read, 2 usage\n"
+            "error.\n", qf_tool_archive_help);
 }
 
 /* The whole of path ("-": standard input) into a malloc'd buffer. */
@@ -113,6 +115,10 @@ static int open_tokenizer(const char *path, qf_tokenizer **t)
     struct stat sb;
     int rc;
 
+    if (qf_tool_model_path(path, &path, &err) != 0) {
+        qf_cli_report(&err);
+        return -1;
+    }
     rc = qf_source_open(path, &s, &err);
     if (rc == 0) {
         qf_cli_info(2, "reading the tokenizer of %s (%s)", path, qf_source_kind(s));

@@ -23,6 +23,7 @@
 #include "formats/parallel.h"
 #include "formats/types.h"
 #include "tools/cli.h"
+#include "tools/model_open.h"
 #include "tools/report.h"
 #include "verify/gemm.h"
 #include "verify/metrics.h"
@@ -82,9 +83,10 @@ static void usage(FILE *f)
             "  -h, --help              this help\n"
             "      --version           print the version\n"
             "\n"
-            "Exit status: 0 done, 1 an error, 2 usage error, 3 a --max-kld or\n"
+            "\n%s"
+            "\nExit status: 0 done, 1 an error, 2 usage error, 3 a --max-kld or\n"
             "--min-same-top limit was exceeded.\n",
-            qf_cli_default_threads());
+            qf_cli_default_threads(), qf_tool_archive_help);
 }
 
 typedef struct {
@@ -299,7 +301,8 @@ static int runner_open(runner *r, const char *path, const options *o, qf_err *er
     int rc;
 
     memset(r, 0, sizeof *r);
-    if ((rc = qf_source_open(path, &r->src, err)) != 0 ||
+    if ((rc = qf_tool_model_path(path, &path, err)) != 0 ||
+        (rc = qf_source_open(path, &r->src, err)) != 0 ||
         (rc = qf_model_load(r->src, o->threads, &r->m, err)) != 0)
         return rc;
     c = qf_model_get_config(r->m);
@@ -666,10 +669,12 @@ static int run_tensors(const options *o, qf_err *err)
     qf_tensor_diffs *d = NULL;
     qf_report_setting set[2];
     qf_report r;
+    const char *pa, *pb;
     int rc;
 
-    if ((rc = report_check(o, err)) != 0 || (rc = qf_source_open(o->tensors[0], &a, err)) != 0 ||
-        (rc = qf_source_open(o->tensors[1], &b, err)) != 0 ||
+    if ((rc = report_check(o, err)) != 0 || (rc = qf_tool_model_path(o->tensors[0], &pa, err)) != 0 ||
+        (rc = qf_tool_model_path(o->tensors[1], &pb, err)) != 0 ||
+        (rc = qf_source_open(pa, &a, err)) != 0 || (rc = qf_source_open(pb, &b, err)) != 0 ||
         (rc = diff_sources(a, b, o, &d, err)) != 0)
         goto done;
     print_diffs(o, d);

@@ -26,6 +26,14 @@ seed() {
         for f in fixtures/pytorch/*.pt fixtures/pytorch/sharded/*.bin fixtures/malicious/*.pt; do
             [ -f "$f" ] && cp "$f" "$2/$(echo "$f" | tr / _)"
         done ;;
+    fuzz_archive)
+        # the kind byte (0 tar, 1 tar.gz, 2 tar.zst, 3 zip) in front of each archive
+        for f in fixtures/malicious/archive-*; do
+            case "$f" in
+            *.tar) k=0 ;; *.tar.gz) k=1 ;; *.tar.zst) k=2 ;; *.zip) k=3 ;; *) continue ;;
+            esac
+            { printf "\\$(printf '%03o' $k)"; cat "$f"; } > "$2/$(basename "$f")"
+        done ;;
     fuzz_pickle)
         # the data.pkl members (stdlib python); the whole files otherwise
         python3 - "$2" fixtures/pytorch/*.pt fixtures/malicious/*.pt <<'PY' 2>/dev/null ||
