@@ -27,9 +27,13 @@ static void usage(FILE *f)
 
     fprintf(f,
             "Usage: qforge-quantize [options] IN OUT TYPE [NTHREADS]\n"
+            "       qforge-quantize [options] IN OUT --target-size SIZE | --target-bpw BPW |\n"
+            "                       --max-memory SIZE [--ctx N]\n"
             "Quantize a model to one of llama.cpp's types, byte for byte as llama-quantize\n"
             "does. IN is a GGUF (F32, F16 or BF16 tensors) or a Hugging Face model folder,\n"
             "converted and quantized in one pass (the same bytes as converting to F32 first).\n"
+            "With a size budget instead of TYPE, each tensor gets the type that makes the\n"
+            "model's estimated error smallest within the budget (docs/budget.md).\n"
             "\n"
             "Options:\n"
             "  -t, --threads N              threads (default: %d; NTHREADS does the same)\n"
@@ -55,9 +59,33 @@ static void usage(FILE *f)
             "  -h, --help                   this help\n"
             "      --version                print the version\n"
             "\n"
+            "Size budget (replaces TYPE):\n"
+            "      --target-size SIZE       the output file at most SIZE bytes (K, M, G:\n"
+            "                               powers of 1024); within 0.5%% below when the\n"
+            "                               tensors' sizes allow\n"
+            "      --target-bpw BPW         tensor data at most BPW * weights / 8 bytes\n"
+            "                               (weights: elements of every tensor, norms too,\n"
+            "                               as llama.cpp counts its model's BPW)\n"
+            "      --max-memory SIZE        the file, plus an F16 KV cache of --ctx tokens,\n"
+            "                               plus an estimate of llama.cpp's compute buffers,\n"
+            "                               at most SIZE bytes (the split is printed)\n"
+            "      --ctx N                  tokens for --max-memory (default 4096)\n"
+            "      --types LIST             candidate types, comma-separated (default: Q2_K,\n"
+            "                               Q3_K,Q4_K,Q5_K,Q6_K,Q8_0,IQ4_XS for rows of 256k,\n"
+            "                               Q4_0,Q4_1,Q5_0,Q5_1,Q8_0,F16 for other rows)\n"
+            "      --save-plan PLAN.json    keep the measured errors (with or without a target;\n"
+            "                               without one, only measure)\n"
+            "      --plan PLAN.json         reuse them: a new budget is solved in a moment;\n"
+            "                               a plan of another model or imatrix is refused\n"
+            "      --sample-rows N          rows measured per tensor, evenly spaced\n"
+            "                               (default %d)\n"
+            "      --dry-run                print each tensor's type, bytes and estimated\n"
+            "                               error, and the totals; write no model (OUT may\n"
+            "                               be left out)\n"
+            "\n"
             "Types (TYPE is a name, case-insensitive, or the number llama.cpp writes to\n"
             "general.file_type):\n",
-            qf_cli_default_threads());
+            qf_cli_default_threads(), QF_BUDGET_SAMPLE_ROWS);
     for (i = 0; (name = qf_mix_list(i, &ftype, &desc)) != NULL; i++)
         fprintf(f, "  %2d  or  %-7s : %s\n", ftype, name, desc);
     fprintf(f,
@@ -685,6 +713,8 @@ static int run_budget(const budget_args *ba, qf_quantize_opts *opts, const char 
         !(v & (v - 1)))
         align = (uint32_t)v;
     kv.sample_rows = (uint32_t)qf_budget_plan_sample_rows(bp);
+    /* the header's size depends on this string: set before it is measured */
+    kv.target = ba->target == TARGET_BPW ? "bpw" : ba->target == TARGET_MEMORY ? "memory" : "size";
     opts->ftype = QF_FTYPE_Q8_0;
     opts->source_types = types;
     opts->extra_kv = add_plan_kv;
@@ -704,17 +734,14 @@ static int run_budget(const budget_args *ba, qf_quantize_opts *opts, const char 
     memset(&ms, 0, sizeof ms);
     switch (ba->target) {
     case TARGET_SIZE:
-        kv.target = "size";
         kv.target_bytes = ba->size;
         data_budget = ba->size > overhead ? ba->size - overhead : 0;
         break;
     case TARGET_BPW:
-        kv.target = "bpw";
         data_budget = (uint64_t)(ba->bpw * (double)n_elements / 8.0);
         kv.target_bytes = data_budget;
         break;
     case TARGET_MEMORY:
-        kv.target = "memory";
         kv.target_bytes = ba->size;
         memory_split(src, ba->ctx, &ms);
         data_budget = ba->size > overhead + ms.kv + ms.compute ? ba->size - overhead - ms.kv - ms.compute : 0;
