@@ -31,6 +31,7 @@ struct qf_budget_plan {
     uint64_t sample_rows;
     char source_id[QF_SHA256_HEX];
     char imatrix_id[QF_SHA256_HEX]; /* "" without an imatrix */
+    double sens[16];       /* calibrated sensitivity per kind, 0: the built-in one */
 };
 
 static const int DEFAULT_TYPES[] = {
@@ -139,12 +140,12 @@ static int file_identity(const char *path, char hex[QF_SHA256_HEX], qf_err *err)
  * quantized, relative to output.weight's, measured on tiny-llama-256 with
  * bench/budget_calibrate.sh (with and without its importance matrix: the
  * two agree within 25%, the mean is listed); docs/budget.md. The first
- * pattern found in the name wins; other tensors get 0.1. */
+ * pattern found in the name wins; "other" takes the rest. */
 static const struct {
     const char *pattern;
     int exact;
     double s;
-} SENSITIVITY[] = {
+} KINDS[] = {
     { "output.weight", 1, 1.0 },
     { "token_embd.weight", 1, 1.0 },
     { "attn_v.weight", 0, 0.135 },
@@ -155,22 +156,58 @@ static const struct {
     { "ffn_down", 0, 0.32 },
     { "ffn_gate", 0, 0.23 },
     { "ffn_up", 0, 0.14 },
+    { "other", 1, 0.1 },
 };
+#define N_KINDS ((int)(sizeof KINDS / sizeof KINDS[0]))
 
-double qf_budget_sensitivity(const char *name)
+int qf_budget_kind_count(void) { return N_KINDS; }
+
+const char *qf_budget_kind_name(int kind)
 {
-    for (size_t i = 0; i < sizeof SENSITIVITY / sizeof SENSITIVITY[0]; i++)
-        if (SENSITIVITY[i].exact ? strcmp(name, SENSITIVITY[i].pattern) == 0
-                                 : strstr(name, SENSITIVITY[i].pattern) != NULL)
-            return SENSITIVITY[i].s;
-    return 0.1;
+    return kind >= 0 && kind < N_KINDS ? KINDS[kind].pattern : NULL;
 }
 
-double qf_budget_score(const qf_budget_tensor *t, int c)
+int qf_budget_kind_of(const char *name)
 {
-    if (c < 0 || c >= t->n_cand || t->fixed || !(t->signal > 0.0))
+    for (int k = 0; k < N_KINDS - 1; k++)
+        if (KINDS[k].exact ? strcmp(name, KINDS[k].pattern) == 0
+                           : strstr(name, KINDS[k].pattern) != NULL)
+            return k;
+    return N_KINDS - 1;
+}
+
+double qf_budget_default_sensitivity(int kind)
+{
+    return kind >= 0 && kind < N_KINDS ? KINDS[kind].s : 0.0;
+}
+
+double qf_budget_plan_sensitivity(const qf_budget_plan *p, int kind)
+{
+    if (kind < 0 || kind >= N_KINDS)
         return 0.0;
-    return qf_budget_sensitivity(t->name) * t->cand[c].err / t->signal;
+    return p->sens[kind] > 0.0 ? p->sens[kind] : KINDS[kind].s;
+}
+
+void qf_budget_plan_set_sensitivity(qf_budget_plan *p, int kind, double s)
+{
+    if (kind >= 0 && kind < N_KINDS && isfinite(s) && s > 0.0)
+        p->sens[kind] = s;
+}
+
+int qf_budget_plan_calibrated(const qf_budget_plan *p)
+{
+    for (int k = 0; k < N_KINDS; k++)
+        if (p->sens[k] > 0.0)
+            return 1;
+    return 0;
+}
+
+double qf_budget_plan_score(const qf_budget_plan *p, int64_t i, int c)
+{
+    const qf_budget_tensor *t = qf_budget_plan_at(p, i);
+    if (!t || c < 0 || c >= t->n_cand || t->fixed || !(t->signal > 0.0))
+        return 0.0;
+    return qf_budget_plan_sensitivity(p, qf_budget_kind_of(t->name)) * t->cand[c].err / t->signal;
 }
 
 /* ---------------------------------------------------------------------
@@ -472,7 +509,7 @@ int qf_budget_plan_solve(const qf_budget_plan *p, uint64_t data_budget, uint32_t
                 if (!pass && !t->fixed && t->cand[c].type < 64 && !(allowed >> t->cand[c].type & 1))
                     continue;
                 b[k] = (t->cand[c].bytes + align - 1) / align * align;
-                e[k] = qf_budget_score(t, c);
+                e[k] = qf_budget_plan_score(p, i, c);
                 m[k] = c;
                 k++;
             }
@@ -522,6 +559,12 @@ int qf_budget_plan_save(const qf_budget_plan *p, const char *path, int flags, qf
     else
         cJSON_AddNullToObject(root, "imatrix");
     cJSON_AddNumberToObject(root, "sample_rows", (double)p->sample_rows);
+    if (qf_budget_plan_calibrated(p)) {
+        cJSON *so = cJSON_AddObjectToObject(root, "sensitivity");
+        for (c = 0; so && c < N_KINDS; c++)
+            if (p->sens[c] > 0.0)
+                cJSON_AddNumberToObject(so, KINDS[c].pattern, p->sens[c]);
+    }
     arr = cJSON_AddArrayToObject(root, "tensors");
     for (i = 0; arr && i < p->n; i++) {
         const qf_budget_tensor *t = &p->t[i];
@@ -590,6 +633,7 @@ static int parse_plan(const cJSON *root, const char *path, qf_budget_plan **out,
     const cJSON *src = cJSON_GetObjectItemCaseSensitive(root, "source");
     const cJSON *imx = cJSON_GetObjectItemCaseSensitive(root, "imatrix");
     const cJSON *arr = cJSON_GetObjectItemCaseSensitive(root, "tensors"), *e;
+    const cJSON *sens = cJSON_GetObjectItemCaseSensitive(root, "sensitivity");
     qf_budget_plan *p;
     uint64_t ver, sr;
     int64_t i = 0;
@@ -606,6 +650,21 @@ static int parse_plan(const cJSON *root, const char *path, qf_budget_plan **out,
     if (!(p = plan_new(cJSON_GetArraySize(arr))))
         return qf_err_set(err, QF_ENOMEM, "out of memory");
     p->sample_rows = sr;
+    if (cJSON_IsObject(sens)) {
+        const cJSON *x;
+        cJSON_ArrayForEach(x, sens) {
+            int k;
+            for (k = 0; k < N_KINDS; k++)
+                if (x->string && strcmp(x->string, KINDS[k].pattern) == 0)
+                    break;
+            if (k == N_KINDS || !cJSON_IsNumber(x) || !isfinite(x->valuedouble) || x->valuedouble <= 0) {
+                qf_budget_plan_free(p);
+                return qf_err_set(err, QF_EFORMAT, "%s: \"sensitivity\": bad entry \"%s\"", path,
+                                  x->string ? x->string : "");
+            }
+            p->sens[k] = x->valuedouble;
+        }
+    }
     memcpy(p->source_id, src->valuestring, QF_SHA256_HEX);
     if (cJSON_IsString(imx))
         memcpy(p->imatrix_id, imx->valuestring, QF_SHA256_HEX);

@@ -33,7 +33,8 @@
  * tensor's output y = W x (E|dW x|^2 / E|W x|^2 when x has independent
  * columns with second moments w_j); sensitivity(kind) is how strongly that
  * relative noise reaches the logits, a table per tensor kind
- * (qf_budget_sensitivity; docs/budget.md says where it comes from).
+ * (qf_budget_default_sensitivity, or a calibration kept in the plan;
+ * docs/budget.md says where they come from).
  *
  * The plan file (JSON):
  *
@@ -41,6 +42,7 @@
  *     "source": "<sha256 of every tensor's name, stored type and shape>",
  *     "imatrix": "<sha256 of the imatrix file>" | null,
  *     "sample_rows": N,
+ *     "sensitivity": { "<kind>": s, ... }          (optional: calibrated values)
  *     "tensors": [ { "name", "shape": [ne0, ...], "in_type", "fixed": bool,
  *                    "rows", "sampled", "signal",
  *                    "candidates": [ { "type", "bytes", "err" }, ... ] }, ... ] }
@@ -127,12 +129,24 @@ int64_t qf_budget_plan_count(const qf_budget_plan *p);
 const qf_budget_tensor *qf_budget_plan_at(const qf_budget_plan *p, int64_t i); /* in source order */
 uint64_t qf_budget_plan_sample_rows(const qf_budget_plan *p);
 
-/* How strongly a tensor's relative noise reaches the logits (the score's
- * factor), by its name. */
-double qf_budget_sensitivity(const char *name);
+/* Kinds of tensor for the sensitivities: 0..qf_budget_kind_count()-1,
+ * named by the pattern that finds them ("output.weight", "ffn_down", ...;
+ * output.weight and token_embd.weight whole names, the others found in the
+ * name). The last kind, "other", takes every other tensor. */
+int qf_budget_kind_count(void);
+const char *qf_budget_kind_name(int kind);
+int qf_budget_kind_of(const char *name);
 
-/* The score of candidate c of tensor t (see the top). */
-double qf_budget_score(const qf_budget_tensor *t, int c);
+/* The built-in sensitivity of a kind (docs/budget.md), and the plan's: the
+ * built-in one unless qf_budget_plan_set_sensitivity (a calibration, see
+ * verify/budget_calibrate.h) or the plan file set another. */
+double qf_budget_default_sensitivity(int kind);
+double qf_budget_plan_sensitivity(const qf_budget_plan *p, int kind);
+void qf_budget_plan_set_sensitivity(qf_budget_plan *p, int kind, double s); /* s > 0, finite */
+int qf_budget_plan_calibrated(const qf_budget_plan *p); /* 1 if any sensitivity was set */
+
+/* The score of candidate c of tensor i (see the top); 0 for a fixed tensor. */
+double qf_budget_plan_score(const qf_budget_plan *p, int64_t i, int c);
 
 /* A solved plan (plain value struct). */
 typedef struct qf_budget_solution {

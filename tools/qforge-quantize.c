@@ -19,6 +19,7 @@
 #include "quantize/mix.h"
 #include "quantize/quant.h"
 #include "tools/cli.h"
+#include "verify/budget_calibrate.h"
 
 static void usage(FILE *f)
 {
@@ -79,6 +80,13 @@ static void usage(FILE *f)
             "                               a plan of another model or imatrix is refused\n"
             "      --sample-rows N          rows measured per tensor, evenly spaced\n"
             "                               (default %d)\n"
+            "      --calibrate TEXT         measure this model's sensitivities (how much each\n"
+            "                               kind of tensor's noise moves the logits: KL\n"
+            "                               divergence over TEXT, one kind quantized at a\n"
+            "                               time) instead of the built-in table; kept in the\n"
+            "                               plan. Runs the model in F32: small models only\n"
+            "      --calibrate-chunks N     chunks of TEXT to run (default 16)\n"
+            "      --calibrate-ctx N        tokens per chunk (default 128)\n"
             "      --dry-run                print each tensor's type, bytes and estimated\n"
             "                               error, and the totals; write no model (OUT may\n"
             "                               be left out)\n"
@@ -383,6 +391,9 @@ typedef struct budget_args {
     const char *plan_in;    /* --plan */
     const char *plan_out;   /* --save-plan */
     uint64_t sample_rows;   /* --sample-rows */
+    const char *calibrate;  /* --calibrate TEXT */
+    uint64_t calib_chunks;  /* --calibrate-chunks */
+    uint64_t calib_ctx;     /* --calibrate-ctx */
     int types[QF_BUDGET_MAX_TYPES];
     int n_types;            /* 0: the default candidate list */
 } budget_args;
@@ -547,7 +558,7 @@ static void print_budget_plan(const qf_quantize *q, const qf_budget_plan *bp, co
         int k;
         for (k = 0; bt && k < bt->n_cand; k++)
             if (bt->cand[k].type == t->type)
-                e = qf_budget_score(bt, k);
+                e = qf_budget_plan_score(bp, t->source_index, k);
         printf("%5" PRId64 "  %-34s %-16s %-6s %12" PRIu64 " %6.2f %12.4g\n", i + 1, t->name,
                shape(t, sh, sizeof sh), qf_ggml_type_name(t->type), t->out_bytes,
                bpw(t->out_bytes, t->n_elements), e);
@@ -603,7 +614,7 @@ static void json_budget(const qf_quantize *q, const qf_budget_plan *bp, const ch
         int k;
         for (k = 0; bt && k < bt->n_cand; k++)
             if (bt->cand[k].type == t->type)
-                e = qf_budget_score(bt, k);
+                e = qf_budget_plan_score(bp, t->source_index, k);
         qf_json_obj_begin(&j);
         qf_json_key(&j, "name");
         qf_json_str(&j, t->name);
@@ -628,6 +639,13 @@ static void json_budget(const qf_quantize *q, const qf_budget_plan *bp, const ch
     qf_json_bool(&j, sol->exact);
     qf_json_obj_end(&j);
     qf_json_end(&j);
+}
+
+static void on_calibrated(void *ctx, const qf_calibrate_kind *k)
+{
+    (void)ctx;
+    qf_cli_info(1, "calibration: %-18s %3d tensors, err/signal %.4g, KLD %.4g: sensitivity %.4g",
+                qf_budget_kind_name(k->kind), k->n_tensors, k->rel_err, k->kld, k->sensitivity);
 }
 
 /* Quantize `in` to the types that fit the budget best. `opts` carries
@@ -679,6 +697,25 @@ static int run_budget(const budget_args *ba, qf_quantize_opts *opts, const char 
         }
         rc = QF_EXIT_FAIL;
         qf_cli_info(2, "measured %" PRId64 " tensors in %.2f s", qf_budget_plan_count(bp),
+                    (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9);
+    }
+    if (ba->calibrate) {
+        qf_calibrate_opts co;
+        const char *tmp = getenv("TMPDIR");
+        struct timespec t0, t1;
+        co.text = ba->calibrate;
+        co.n_ctx = (int64_t)ba->calib_ctx;
+        co.max_chunks = (int64_t)ba->calib_chunks;
+        co.threads = opts->threads;
+        co.imatrix = opts->imatrix;
+        co.tmp_dir = tmp && *tmp ? tmp : "/tmp";
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        if (qf_budget_calibrate(src, bp, &co, on_calibrated, NULL, &err) != 0) {
+            qf_cli_report(&err);
+            goto done;
+        }
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        qf_cli_info(1, "calibrated on %s in %.1f s", ba->calibrate,
                     (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9);
     }
     if (ba->plan_out) {
@@ -877,8 +914,8 @@ static int budget_usage(const budget_args *ba, int npos, int dry, int mix_opts, 
                         int ctx_given)
 {
     if (!ba->target && !ba->plan_out)
-        return qf_cli_usage_error("--plan and --types need --target-size, --target-bpw or "
-                                  "--max-memory");
+        return qf_cli_usage_error("--plan, --types and --calibrate need --target-size, "
+                                  "--target-bpw, --max-memory or --save-plan");
     if (mix_opts)
         return qf_cli_usage_error("a size budget chooses every type: --pure, --tensor-type, "
                                   "--output-tensor-type, --token-embedding-type, "
@@ -887,7 +924,7 @@ static int budget_usage(const budget_args *ba, int npos, int dry, int mix_opts, 
         return qf_cli_usage_error("--checksum is not available with a size budget");
     if (ctx_given && ba->target != TARGET_MEMORY)
         return qf_cli_usage_error("--ctx goes with --max-memory");
-    if (ba->plan_in && ba->plan_out)
+    if (ba->plan_in && ba->plan_out && !ba->calibrate)
         return qf_cli_usage_error("--plan and --save-plan: the plan is already saved");
     if (npos < 1)
         return qf_cli_usage_error("missing IN and OUT");
@@ -902,7 +939,7 @@ int main(int argc, char **argv)
 {
     enum { O_IMATRIX = 256, O_PURE, O_OUTTYPE, O_EMBTYPE, O_TTYPE, O_LEAVE, O_REQUANT, O_DRY,
            O_CHECKSUM, O_JSON, O_VERSION, O_TSIZE, O_TBPW, O_MAXMEM, O_CTX, O_TYPES, O_PLAN,
-           O_SAVEPLAN, O_SAMPLE };
+           O_SAVEPLAN, O_SAMPLE, O_CALIB, O_CALIB_CHUNKS, O_CALIB_CTX };
     static const struct option longopts[] = {
         { "threads", required_argument, NULL, 't' },
         { "imatrix", required_argument, NULL, O_IMATRIX },
@@ -928,6 +965,9 @@ int main(int argc, char **argv)
         { "plan", required_argument, NULL, O_PLAN },
         { "save-plan", required_argument, NULL, O_SAVEPLAN },
         { "sample-rows", required_argument, NULL, O_SAMPLE },
+        { "calibrate", required_argument, NULL, O_CALIB },
+        { "calibrate-chunks", required_argument, NULL, O_CALIB_CHUNKS },
+        { "calibrate-ctx", required_argument, NULL, O_CALIB_CTX },
         { NULL, 0, NULL, 0 },
     };
     qf_quantize_opts opts;
@@ -950,6 +990,8 @@ int main(int argc, char **argv)
     memset(&ba, 0, sizeof ba);
     ba.ctx = 4096;
     ba.sample_rows = QF_BUDGET_SAMPLE_ROWS;
+    ba.calib_chunks = 16;
+    ba.calib_ctx = 128;
     opts.threads = qf_cli_default_threads();
     ttypes = calloc((size_t)argc + 1, sizeof *ttypes);
     if (!ttypes) {
@@ -1028,6 +1070,17 @@ int main(int argc, char **argv)
                 goto done;
             break;
         case O_PLAN: ba.plan_in = optarg; break;
+        case O_CALIB: ba.calibrate = optarg; break;
+        case O_CALIB_CHUNKS:
+        case O_CALIB_CTX:
+            if (qf_cli_parse_u64(optarg, c == O_CALIB_CTX ? 4 : 1, 1u << 20, 0,
+                                 c == O_CALIB_CTX ? &ba.calib_ctx : &ba.calib_chunks) != 0) {
+                rc = qf_cli_usage_error("%s: expected a number, got '%s'",
+                                        c == O_CALIB_CTX ? "--calibrate-ctx" : "--calibrate-chunks",
+                                        optarg);
+                goto done;
+            }
+            break;
         case O_SAVEPLAN: ba.plan_out = optarg; break;
         case O_SAMPLE:
             if (qf_cli_parse_u64(optarg, 1, UINT32_MAX, 0, &ba.sample_rows) != 0) {
@@ -1053,7 +1106,7 @@ int main(int argc, char **argv)
     }
     rc = QF_EXIT_USAGE;
     npos = argc - optind;
-    if (ba.target || ba.plan_in || ba.plan_out || ba.n_types) {
+    if (ba.target || ba.plan_in || ba.plan_out || ba.n_types || ba.calibrate) {
         if ((rc = budget_usage(&ba, npos, dry, mix_opts, checksum, ctx_given)) != 0)
             goto done;
         in = npos >= 1 ? argv[optind] : NULL;
