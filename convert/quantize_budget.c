@@ -159,6 +159,9 @@ static const struct {
     { "other", 1, 0.1 },
 };
 #define N_KINDS ((int)(sizeof KINDS / sizeof KINDS[0]))
+_Static_assert(sizeof KINDS / sizeof KINDS[0] <= sizeof((qf_budget_plan *)0)->sens /
+                                                     sizeof(double),
+               "qf_budget_plan.sens holds every kind");
 
 int qf_budget_kind_count(void) { return N_KINDS; }
 
@@ -403,6 +406,8 @@ int qf_budget_measure(const qf_source *src, const qf_budget_opts *opts, qf_budge
         if (t->fixed)
             continue;
         ns = t->rows < opts->sample_rows ? t->rows : opts->sample_rows;
+        if (ns == 0 || ne0 == 0) /* nothing to measure: every candidate scores 0 */
+            continue;
         free(rows);
         free(errs);
         free(sigs);
@@ -540,6 +545,16 @@ done:
  * The JSON plan
  * ------------------------------------------------------------------- */
 
+/* A number written with 17 significant digits, which read back gives the
+ * same double (cJSON's own printing settles for 15 digits when they come
+ * within an epsilon). */
+static void add_num(cJSON *o, const char *key, double v)
+{
+    char buf[40];
+    snprintf(buf, sizeof buf, "%.17g", v);
+    cJSON_AddRawToObject(o, key, buf);
+}
+
 int qf_budget_plan_save(const qf_budget_plan *p, const char *path, int flags, qf_err *err)
 {
     cJSON *root = cJSON_CreateObject(), *arr;
@@ -552,18 +567,18 @@ int qf_budget_plan_save(const qf_budget_plan *p, const char *path, int flags, qf
     if (!root)
         return qf_err_set(err, QF_ENOMEM, "out of memory");
     cJSON_AddStringToObject(root, "format", PLAN_FORMAT);
-    cJSON_AddNumberToObject(root, "version", PLAN_VERSION);
+    add_num(root, "version", PLAN_VERSION);
     cJSON_AddStringToObject(root, "source", p->source_id);
     if (p->imatrix_id[0])
         cJSON_AddStringToObject(root, "imatrix", p->imatrix_id);
     else
         cJSON_AddNullToObject(root, "imatrix");
-    cJSON_AddNumberToObject(root, "sample_rows", (double)p->sample_rows);
+    add_num(root, "sample_rows", (double)p->sample_rows);
     if (qf_budget_plan_calibrated(p)) {
         cJSON *so = cJSON_AddObjectToObject(root, "sensitivity");
         for (c = 0; so && c < N_KINDS; c++)
             if (p->sens[c] > 0.0)
-                cJSON_AddNumberToObject(so, KINDS[c].pattern, p->sens[c]);
+                add_num(so, KINDS[c].pattern, p->sens[c]);
     }
     arr = cJSON_AddArrayToObject(root, "tensors");
     for (i = 0; arr && i < p->n; i++) {
@@ -575,12 +590,12 @@ int qf_budget_plan_save(const qf_budget_plan *p, const char *path, int flags, qf
         cJSON_AddStringToObject(o_t, "name", t->name);
         sh = cJSON_AddArrayToObject(o_t, "shape");
         for (d = 0; sh && d < t->n_dims; d++)
-            cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)t->ne[d]));
+            cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)t->ne[d])); /* exact: < 2^53 */
         cJSON_AddStringToObject(o_t, "in_type", qf_ggml_type_name(t->in_type));
         cJSON_AddBoolToObject(o_t, "fixed", t->fixed);
-        cJSON_AddNumberToObject(o_t, "rows", (double)t->rows);
-        cJSON_AddNumberToObject(o_t, "sampled", (double)t->sampled);
-        cJSON_AddNumberToObject(o_t, "signal", t->signal);
+        add_num(o_t, "rows", (double)t->rows);
+        add_num(o_t, "sampled", (double)t->sampled);
+        add_num(o_t, "signal", t->signal);
         ca = cJSON_AddArrayToObject(o_t, "candidates");
         for (c = 0; ca && c < t->n_cand; c++) {
             cJSON *oc = cJSON_CreateObject();
@@ -588,8 +603,8 @@ int qf_budget_plan_save(const qf_budget_plan *p, const char *path, int flags, qf
                 break;
             cJSON_AddItemToArray(ca, oc);
             cJSON_AddStringToObject(oc, "type", qf_ggml_type_name(t->cand[c].type));
-            cJSON_AddNumberToObject(oc, "bytes", (double)t->cand[c].bytes);
-            cJSON_AddNumberToObject(oc, "err", t->cand[c].err);
+            add_num(oc, "bytes", (double)t->cand[c].bytes);
+            add_num(oc, "err", t->cand[c].err);
         }
     }
     text = cJSON_Print(root);

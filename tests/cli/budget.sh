@@ -102,6 +102,21 @@ run "$Q" -t 2 --max-memory 4M --ctx 256 --dry-run "$F16"
 expect_rc "--max-memory: exit 0" 0
 expect_err "--max-memory prints the split" 'KV cache 163,840 \(256 tokens, F16\)'
 
+# --- --calibrate: the model's own sensitivities, kept in the plan
+EVAL="$FIX/verify/eval.txt"
+run "$Q" -t 2 --calibrate "$EVAL" --calibrate-chunks 2 --save-plan "$TMP/pc.json" "$F16"
+expect_rc "--calibrate: exit 0" 0
+expect_err "--calibrate reports each kind" 'calibration: attn_v\.weight +5 tensors, err/signal [0-9.e-]+, KLD [0-9.e-]+: sensitivity'
+grep -q '"sensitivity":' "$TMP/pc.json" && ok "--calibrate keeps the sensitivities in the plan" ||
+    notok "--calibrate keeps the sensitivities in the plan" "no \"sensitivity\" in the plan"
+run "$Q" -q -t 2 --plan "$TMP/pc.json" --target-size 400000 "$F16" "$TMP/c1.gguf"
+run "$Q" -q -t 2 --calibrate "$EVAL" --calibrate-chunks 2 --target-size 400000 "$F16" "$TMP/c2.gguf"
+expect_same "a calibrated plan round trip gives the same bytes" "$TMP/c1.gguf" "$TMP/c2.gguf"
+within 400000 "$(size "$TMP/c1.gguf")" && ok "calibrated budget file within 0.5%" || notok "calibrated budget file" "$(size "$TMP/c1.gguf")"
+run "$Q" -q --calibrate "$EVAL" --calibrate-ctx 100000 --target-size 400000 "$F16" "$TMP/c3.gguf"
+expect_rc "--calibrate on too short a text: exit 1" 1
+expect_err "--calibrate on too short a text: says so" 'eval\.txt: [0-9]+ tokens, fewer than one chunk of 100000'
+
 # --- importance matrix: a plan measured with one is refused without it
 "$GEN" "$TMP/g" --hidden 256 --ffn 768 --layers 2 --heads 4 --kv-heads 2 --vocab 512 --dtype f32 >/dev/null 2>&1
 cp "$M/tokenizer.model" "$TMP/g/"
