@@ -664,7 +664,7 @@ static int run_budget(const budget_args *ba, qf_quantize_opts *opts, const char 
     plan_kv kv = { "size", 0, 0, 0.0, 0 };
     qf_budget_solution sol;
     mem_split ms;
-    char a[32], b[32], c[32];
+    char a[32], b[32], c[32], d[32];
 
     if (qf_source_open(in, &src, &err) != 0) {
         qf_cli_report(&err);
@@ -832,7 +832,7 @@ static int run_budget(const budget_args *ba, qf_quantize_opts *opts, const char 
                         "compute %s", qf_cli_commas(ba->size, a, sizeof a),
                         qf_cli_commas(tt.file_size, b, sizeof b),
                         qf_cli_commas(ms.kv, c, sizeof c), ba->ctx,
-                        qf_cli_commas(ms.compute, a, sizeof a));
+                        qf_cli_commas(ms.compute, d, sizeof d));
     }
     if (dry) {
         if (json)

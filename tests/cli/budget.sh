@@ -100,7 +100,7 @@ within 325040 "$td" && ok "--target-bpw 10: $td bytes of tensor data" || notok "
 # --- --max-memory: weights + KV cache + compute, the split printed
 run "$Q" -t 2 --max-memory 4M --ctx 256 --dry-run "$F16"
 expect_rc "--max-memory: exit 0" 0
-expect_err "--max-memory prints the split" 'KV cache 163,840 \(256 tokens, F16\)'
+expect_err "--max-memory prints the split" 'weights \(file\) [0-9,]+ \+ KV cache 163,840 \(256 tokens, F16\) \+ compute 3,104,768$'
 
 # --- --calibrate: the model's own sensitivities, kept in the plan
 EVAL="$FIX/verify/eval.txt"
