@@ -11,12 +11,15 @@
  *              split.* keys removed; with an importance matrix, then
  *              quantize.imatrix.file (the path as given), .dataset (if the
  *              file names one), .entries_count (INT32) and .chunks_count
- *              (INT32, if > 0). Strings are cut to 127 bytes as llama.cpp's
+ *              (INT32, if > 0); then the caller's keys (opts.extra_kv).
+ *              Strings are cut to 127 bytes as llama.cpp's
  *              override buffers cut them (at a UTF-8 boundary).
  *   order      tensors outside blocks first, sorted by name, then blk.0,
  *              blk.1, ... in numeric order, each block sorted by name
  *              (llama.cpp's weights map order).
- *   types      quantize/mix.h, tensor by tensor.
+ *   types      quantize/mix.h, tensor by tensor; or the caller's per-tensor
+ *              types (opts.source_types: a size budget) for every tensor
+ *              the mix would quantize.
  *   data       each converted tensor read as F32 rows from the source,
  *              quantized with the importance weights of its name (when the
  *              matrix has an entry of ne[0] x ne[2] values; a mismatch is an
