@@ -205,6 +205,8 @@ static int plan_metadata(qf_quantize *q, qf_err *err)
             (rc = qf_gguf_writer_set_i32(q->w, "quantize.imatrix.chunks_count", chunks, err)) != 0)
             return rc;
     }
+    if (q->o.extra_kv)
+        return q->o.extra_kv(q->o.extra_kv_ctx, q->w, err);
     return 0;
 }
 
@@ -319,6 +321,17 @@ int qf_quantize_plan(const qf_source *src, const qf_quantize_opts *opts, qf_quan
         if ((rc = qf_mix_choose(mix, st->name, st->n_dims, st->ne, st->type, &c, err)) != 0) {
             qf_err_prefix(err, qf_source_path(src));
             goto done;
+        }
+        if (opts->source_types && opts->source_types[ord[i].index] >= 0 && c.why != QF_MIX_KEPT) {
+            int want = opts->source_types[ord[i].index];
+            c.wanted = want;
+            c.type = qf_mix_fallback(want, st->ne[0], &c.llama_fails);
+            c.fallback = c.type != want;
+            c.quantize = c.type != st->type;
+            if (!c.quantize)
+                c.type = st->type;
+            c.pattern = NULL;
+            t->budget = 1;
         }
         t->name = st->name;
         t->source_index = ord[i].index;

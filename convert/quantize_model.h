@@ -11,12 +11,15 @@
  *              split.* keys removed; with an importance matrix, then
  *              quantize.imatrix.file (the path as given), .dataset (if the
  *              file names one), .entries_count (INT32) and .chunks_count
- *              (INT32, if > 0). Strings are cut to 127 bytes as llama.cpp's
+ *              (INT32, if > 0); then the caller's keys (opts.extra_kv).
+ *              Strings are cut to 127 bytes as llama.cpp's
  *              override buffers cut them (at a UTF-8 boundary).
  *   order      tensors outside blocks first, sorted by name, then blk.0,
  *              blk.1, ... in numeric order, each block sorted by name
  *              (llama.cpp's weights map order).
- *   types      quantize/mix.h, tensor by tensor.
+ *   types      quantize/mix.h, tensor by tensor; or the caller's per-tensor
+ *              types (opts.source_types: a size budget) for every tensor
+ *              the mix would quantize.
  *   data       each converted tensor read as F32 rows from the source,
  *              quantized with the importance weights of its name (when the
  *              matrix has an entry of ne[0] x ne[2] values; a mismatch is an
@@ -51,9 +54,19 @@ typedef struct qf_quantize_opts {
     const char *const *tensor_types;  /* n_tensor_types "REGEX=TYPE" rules (borrowed) */
     int n_tensor_types;
     const char *imatrix;              /* importance matrix file, or NULL */
+    /* Types chosen elsewhere (a size budget, convert/quantize_budget.h): per
+     * source tensor index, a ggml type or -1; borrowed, NULL for none. They
+     * replace the mix's choice for every tensor the mix would quantize (a
+     * type whose block does not divide the row falls back as the mix's do). */
+    const int *source_types;
+    /* Called once while the metadata is planned, after every other key, to
+     * add keys of the caller's (may be NULL). */
+    int (*extra_kv)(void *ctx, qf_gguf_writer *w, qf_err *err);
+    void *extra_kv_ctx;
 } qf_quantize_opts;
 
-/* Defaults: ftype -1 (to be set), 1 thread, no options, types -1. */
+/* Defaults: ftype -1 (to be set), 1 thread, no options, types -1, no
+ * source_types or extra_kv. */
 void qf_quantize_opts_init(qf_quantize_opts *o);
 
 /* One planned output tensor (plain value struct, borrowed from the plan). */
@@ -69,6 +82,7 @@ typedef struct qf_quantize_tensor {
     int requantize;        /* 1: the input is quantized and is dequantized first */
     int imatrix;           /* 1: quantized with importance weights */
     int imatrix_missing;   /* 1: an imatrix is used but has no entry for this tensor */
+    int budget;            /* 1: the type came from opts.source_types */
     int why;               /* qf_mix_reason */
     const char *pattern;   /* the --tensor-type pattern that chose the type, or NULL */
     uint32_t n_dims;       /* as written (ggml_n_dims: trailing 1s dropped) */

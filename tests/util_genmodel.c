@@ -2,7 +2,7 @@
  * util_genmodel - write a LLaMA-shaped Hugging Face model folder with
  * deterministic pseudo-random weights, for benchmarks and large-file tests.
  *
- *   util_genmodel OUT_DIR [--preset tinyllama-1.1b|small] [--layers N] [--hidden N]
+ *   util_genmodel OUT_DIR [--preset tinyllama-1.1b|llama3-8b|small] [--layers N] [--hidden N]
  *                 [--ffn N] [--heads N] [--kv-heads N] [--vocab N]
  *                 [--dtype bf16|f16|f32] [--seed N] [--force]
  *                 [--drop NAME] [--extra NAME]   (for error tests)
@@ -16,7 +16,9 @@
  * Writes OUT_DIR/config.json and OUT_DIR/model.safetensors. Matrices are
  * N(0, 0.02)-like (a sum of uniforms), norms near 1. The default preset is
  * TinyLlama-1.1B's shape: hidden 2048, ffn 5632, 22 layers, 32 heads,
- * 4 KV heads, vocab 32000 (1.1e9 parameters, 2.2 GB in BF16).
+ * 4 KV heads, vocab 32000 (1.1e9 parameters, 2.2 GB in BF16). llama3-8b is
+ * Llama-3-8B's shape: hidden 4096, ffn 14336, 32 layers, 32 heads, 8 KV
+ * heads, vocab 128256 (8.0e9 parameters, 16 GB in BF16).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -102,6 +104,8 @@ int main(int argc, char **argv)
         if (!strcmp(a, "--preset")) {
             if (!strcmp(v, "small"))
                 s = (shape){ 2, 256, 768, 4, 2, 512, s.seed, s.dtype };
+            else if (!strcmp(v, "llama3-8b"))
+                s = (shape){ 32, 4096, 14336, 32, 8, 128256, s.seed, s.dtype };
             else if (strcmp(v, "tinyllama-1.1b")) { fprintf(stderr, "util_genmodel: unknown preset\n"); return 2; }
             continue;
         }

@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "convert/quantize_budget.h"
 #include "convert/quantize_model.h"
 #include "convert/source.h"
 #include "formats/file.h"
@@ -19,6 +20,7 @@
 #include "quantize/quant.h"
 #include "tools/cli.h"
 #include "tools/model_open.h"
+#include "verify/budget_calibrate.h"
 
 static void usage(FILE *f)
 {
@@ -27,9 +29,13 @@ static void usage(FILE *f)
 
     fprintf(f,
             "Usage: qforge-quantize [options] IN OUT TYPE [NTHREADS]\n"
+            "       qforge-quantize [options] IN OUT --target-size SIZE | --target-bpw BPW |\n"
+            "                       --max-memory SIZE [--ctx N]\n"
             "Quantize a model to one of llama.cpp's types, byte for byte as llama-quantize\n"
             "does. IN is a GGUF (F32, F16 or BF16 tensors) or a Hugging Face model folder,\n"
             "converted and quantized in one pass (the same bytes as converting to F32 first).\n"
+            "With a size budget instead of TYPE, each tensor gets the type that makes the\n"
+            "model's estimated error smallest within the budget (docs/budget.md).\n"
             "\n"
             "Options:\n"
             "  -t, --threads N              threads (default: %d; NTHREADS does the same)\n"
@@ -55,9 +61,41 @@ static void usage(FILE *f)
             "  -h, --help                   this help\n"
             "      --version                print the version\n"
             "\n"
+            "Size budget (replaces TYPE):\n"
+            "      --target-size SIZE       the output file at most SIZE bytes (K, M, G:\n"
+            "                               powers of 1024); within 0.5%% below when the\n"
+            "                               tensors' sizes allow\n"
+            "      --target-bpw BPW         tensor data at most BPW * weights / 8 bytes\n"
+            "                               (weights: elements of every tensor, norms too,\n"
+            "                               as llama.cpp counts its model's BPW)\n"
+            "      --max-memory SIZE        the file, plus an F16 KV cache of --ctx tokens,\n"
+            "                               plus an estimate of llama.cpp's compute buffers,\n"
+            "                               at most SIZE bytes (the split is printed)\n"
+            "      --ctx N                  tokens for --max-memory (default 4096)\n"
+            "      --types LIST             candidate types, comma-separated (default: Q2_K,\n"
+            "                               Q3_K,Q4_K,Q5_K,Q6_K,Q8_0,IQ4_XS for rows that are\n"
+            "                               a multiple of 256, Q4_0,Q4_1,Q5_0,Q5_1,Q8_0,F16\n"
+            "                               for other rows); norms and the like stay as stored\n"
+            "      --save-plan PLAN.json    keep the measured errors (with or without a target;\n"
+            "                               without one, only measure)\n"
+            "      --plan PLAN.json         reuse them: a new budget is solved in a moment;\n"
+            "                               a plan of another model or imatrix is refused\n"
+            "      --sample-rows N          rows measured per tensor, evenly spaced\n"
+            "                               (default %d)\n"
+            "      --calibrate TEXT         measure this model's sensitivities (how much each\n"
+            "                               kind of tensor's noise moves the logits: KL\n"
+            "                               divergence over TEXT, one kind quantized at a\n"
+            "                               time) instead of the built-in table; kept in the\n"
+            "                               plan. Runs the model in F32: small models only\n"
+            "      --calibrate-chunks N     chunks of TEXT to run (default 16)\n"
+            "      --calibrate-ctx N        tokens per chunk (default 128)\n"
+            "      --dry-run                print each tensor's type, bytes and estimated\n"
+            "                               error, and the totals; write no model (OUT may\n"
+            "                               be left out)\n"
+            "\n"
             "Types (TYPE is a name, case-insensitive, or the number llama.cpp writes to\n"
             "general.file_type):\n",
-            qf_cli_default_threads());
+            qf_cli_default_threads(), QF_BUDGET_SAMPLE_ROWS);
     for (i = 0; (name = qf_mix_list(i, &ftype, &desc)) != NULL; i++)
         fprintf(f, "  %2d  or  %-7s : %s\n", ftype, name, desc);
     fprintf(f,
@@ -120,6 +158,8 @@ static const char *why_text(const qf_quantize_tensor *t, char *buf, size_t cap)
                               t->llama_fails ? ", where llama.cpp stops" : "");
     if (t->requantize && o < cap)
         o += (size_t)snprintf(buf + o, cap - o, "; requantized from %s", qf_ggml_type_name(t->in_type));
+    if (t->budget && o < cap)
+        o += (size_t)snprintf(buf + o, cap - o, "; size budget");
     if (t->imatrix && o < cap)
         (void)snprintf(buf + o, cap - o, "; imatrix");
     return buf;
@@ -341,6 +381,498 @@ static void print_summary(const qf_quantize *q, const char *out, int ftype, doub
 }
 
 /* ---------------------------------------------------------------------
+ * Size budgets: --target-size, --target-bpw, --max-memory
+ * ------------------------------------------------------------------- */
+
+enum { TARGET_NONE = 0, TARGET_SIZE, TARGET_BPW, TARGET_MEMORY };
+
+typedef struct budget_args {
+    int target;             /* TARGET_* */
+    uint64_t size;          /* --target-size or --max-memory, bytes */
+    double bpw;             /* --target-bpw */
+    uint64_t ctx;           /* --ctx (tokens), for --max-memory */
+    const char *plan_in;    /* --plan */
+    const char *plan_out;   /* --save-plan */
+    uint64_t sample_rows;   /* --sample-rows */
+    const char *calibrate;  /* --calibrate TEXT */
+    uint64_t calib_chunks;  /* --calibrate-chunks */
+    uint64_t calib_ctx;     /* --calibrate-ctx */
+    int types[QF_BUDGET_MAX_TYPES];
+    int n_types;            /* 0: the default candidate list */
+} budget_args;
+
+/* What the plan's metadata keys say (the values are fixed-size, so the
+ * header's size does not depend on them). */
+typedef struct plan_kv {
+    const char *target;     /* "size", "bpw", "memory" */
+    uint64_t target_bytes;  /* the file size, tensor data or memory asked for */
+    uint64_t tensor_bytes;  /* tensor data chosen, padded */
+    double error;           /* summed score */
+    uint32_t sample_rows;
+} plan_kv;
+
+static int add_plan_kv(void *ctx, qf_gguf_writer *w, qf_err *err)
+{
+    const plan_kv *k = ctx;
+    int rc;
+    if ((rc = qf_gguf_writer_set_str(w, "quantize.plan.target", k->target, err)) != 0 ||
+        (rc = qf_gguf_writer_set_u64(w, "quantize.plan.target_bytes", k->target_bytes, err)) != 0 ||
+        (rc = qf_gguf_writer_set_u64(w, "quantize.plan.tensor_bytes", k->tensor_bytes, err)) != 0 ||
+        (rc = qf_gguf_writer_set_f64(w, "quantize.plan.error", k->error, err)) != 0 ||
+        (rc = qf_gguf_writer_set_u32(w, "quantize.plan.sample_rows", k->sample_rows, err)) != 0)
+        return rc;
+    return 0;
+}
+
+/* "Q2_K,q4_k,Q8_0" into ggml types. */
+static int parse_types(const char *s, budget_args *b)
+{
+    char buf[512], *tok, *save = NULL;
+    if (strlen(s) >= sizeof buf)
+        return qf_cli_usage_error("--types: list too long");
+    strcpy(buf, s);
+    b->n_types = 0;
+    for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        int t = qf_ggml_type_from_name(tok), i;
+        if (t < 0 || !qf_quant_can_quantize(t) || t == QF_GGML_F32)
+            return qf_cli_usage_error("--types: '%s' is not a type qforge quantizes to", tok);
+        for (i = 0; i < b->n_types; i++)
+            if (b->types[i] == t)
+                break;
+        if (i < b->n_types)
+            continue;
+        if (b->n_types == QF_BUDGET_MAX_TYPES)
+            return qf_cli_usage_error("--types: at most %d types", QF_BUDGET_MAX_TYPES);
+        b->types[b->n_types++] = t;
+    }
+    if (b->n_types == 0)
+        return qf_cli_usage_error("--types: empty list");
+    return 0;
+}
+
+static uint64_t src_hparam(const qf_source *s, const char *arch, const char *suffix, uint64_t dflt)
+{
+    char key[160];
+    uint64_t v;
+    snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    return qf_source_get_uint(s, key, &v, NULL) == 0 ? v : dflt;
+}
+
+/* The memory a run needs beside the weights (llama.cpp, CPU, one sequence):
+ *   kv      = n_ctx * n_layer * n_head_kv * (head_dim_k + head_dim_v) * 2 bytes (F16 cache)
+ *   compute = 4 * n_ub * (n_vocab + 2 n_embd + 2 n_ff + n_head * n_ctx) bytes, n_ub =
+ *             min(n_ctx, 512): the F32 logits of a micro-batch, its residual and
+ *             normed activations, the FFN's two intermediates and one layer's
+ *             attention scores. */
+typedef struct mem_split {
+    uint64_t kv, compute;
+    uint64_t n_layer, n_head, n_head_kv, head_k, head_v, n_embd, n_ff, n_vocab, n_ub;
+} mem_split;
+
+static void memory_split(const qf_source *src, uint64_t n_ctx, mem_split *m)
+{
+    const char *a = NULL;
+    uint64_t alen = 0;
+    char arch[64] = "";
+    int64_t te;
+
+    memset(m, 0, sizeof *m);
+    if (qf_source_get_str(src, "general.architecture", &a, &alen, NULL) == 0 && alen < sizeof arch)
+        memcpy(arch, a, (size_t)alen), arch[alen] = '\0';
+    m->n_layer = src_hparam(src, arch, "block_count", 0);
+    m->n_head = src_hparam(src, arch, "attention.head_count", 0);
+    m->n_head_kv = src_hparam(src, arch, "attention.head_count_kv", m->n_head);
+    m->n_embd = src_hparam(src, arch, "embedding_length", 0);
+    m->n_ff = src_hparam(src, arch, "feed_forward_length", 0);
+    m->head_k = src_hparam(src, arch, "attention.key_length", m->n_head ? m->n_embd / m->n_head : 0);
+    m->head_v = src_hparam(src, arch, "attention.value_length", m->head_k);
+    te = qf_source_find_tensor(src, "token_embd.weight");
+    m->n_vocab = te >= 0 ? qf_source_tensor_at(src, te)->ne[1] : 0;
+    m->n_ub = n_ctx < 512 ? n_ctx : 512;
+    m->kv = n_ctx * m->n_layer * m->n_head_kv * (m->head_k + m->head_v) * 2;
+    m->compute = 4 * m->n_ub * (m->n_vocab + 2 * m->n_embd + 2 * m->n_ff + m->n_head * n_ctx);
+}
+
+/* The mix that best names a budget's result in general.file_type: the
+ * quantized type holding the most bytes. */
+static int dominant_ftype(const qf_quantize *q)
+{
+    static const struct { int type, ftype; } MAP[] = {
+        { QF_GGML_Q2_K, QF_FTYPE_Q2_K },     { QF_GGML_Q3_K, QF_FTYPE_Q3_K_M },
+        { QF_GGML_Q4_K, QF_FTYPE_Q4_K_M },   { QF_GGML_Q5_K, QF_FTYPE_Q5_K_M },
+        { QF_GGML_Q6_K, QF_FTYPE_Q6_K },     { QF_GGML_Q8_0, QF_FTYPE_Q8_0 },
+        { QF_GGML_IQ4_XS, QF_FTYPE_IQ4_XS }, { QF_GGML_IQ4_NL, QF_FTYPE_IQ4_NL },
+        { QF_GGML_Q4_0, QF_FTYPE_Q4_0 },     { QF_GGML_Q4_1, QF_FTYPE_Q4_1 },
+        { QF_GGML_Q5_0, QF_FTYPE_Q5_0 },     { QF_GGML_Q5_1, QF_FTYPE_Q5_1 },
+        { QF_GGML_F16, QF_FTYPE_F16 },       { QF_GGML_BF16, QF_FTYPE_BF16 },
+    };
+    uint64_t bytes[sizeof MAP / sizeof MAP[0]] = { 0 }, best = 0;
+    int64_t i;
+    size_t k, bk = sizeof MAP;
+    for (i = 0; i < qf_quantize_tensor_count(q); i++) {
+        const qf_quantize_tensor *t = qf_quantize_tensor_at(q, i);
+        for (k = 0; k < sizeof MAP / sizeof MAP[0]; k++)
+            if (t->quantize && MAP[k].type == t->type)
+                bytes[k] += t->out_bytes;
+    }
+    for (k = 0; k < sizeof MAP / sizeof MAP[0]; k++)
+        if (bytes[k] > best) {
+            best = bytes[k];
+            bk = k;
+        }
+    return bk < sizeof MAP / sizeof MAP[0] ? MAP[bk].ftype : QF_FTYPE_F32;
+}
+
+static uint64_t padded_data(const qf_quantize *q, uint32_t align)
+{
+    uint64_t s = 0;
+    for (int64_t i = 0; i < qf_quantize_tensor_count(q); i++)
+        s += (qf_quantize_tensor_at(q, i)->out_bytes + align - 1) / align * align;
+    return s;
+}
+
+typedef struct measure_progress {
+    qf_progress *bar;
+    uint64_t last;
+} measure_progress;
+
+static void on_measure(void *ctx, uint64_t done, uint64_t total)
+{
+    measure_progress *p = ctx;
+    (void)total;
+    qf_progress_add(p->bar, done - p->last);
+    p->last = done;
+}
+
+static void print_budget_plan(const qf_quantize *q, const qf_budget_plan *bp, const char *in,
+                              const plan_kv *kv, const qf_budget_solution *sol)
+{
+    int64_t i, n = qf_quantize_tensor_count(q);
+    qf_quantize_totals tt;
+    char a[32], b[32], c[32], sh[96], types[1024];
+
+    qf_quantize_get_totals(q, &tt);
+    printf("%5s  %-34s %-16s %-6s %12s %6s %12s\n", "#", "tensor", "shape", "type", "bytes", "bpw",
+           "est. error");
+    for (i = 0; i < n; i++) {
+        const qf_quantize_tensor *t = qf_quantize_tensor_at(q, i);
+        const qf_budget_tensor *bt = qf_budget_plan_at(bp, t->source_index);
+        double e = 0.0;
+        int k;
+        for (k = 0; bt && k < bt->n_cand; k++)
+            if (bt->cand[k].type == t->type)
+                e = qf_budget_plan_score(bp, t->source_index, k);
+        printf("%5" PRId64 "  %-34s %-16s %-6s %12" PRIu64 " %6.2f %12.4g\n", i + 1, t->name,
+               shape(t, sh, sizeof sh), qf_ggml_type_name(t->type), t->out_bytes,
+               bpw(t->out_bytes, t->n_elements), e);
+    }
+    type_counts(q, types, sizeof types);
+    printf("\n%s -> size budget (%s): %s tensors (%s), %s weights\n", in, kv->target,
+           qf_cli_commas((uint64_t)tt.n_tensors, a, sizeof a), types,
+           qf_cli_commas(tt.n_elements, b, sizeof b));
+    printf("tensor data %s bytes (%.3f bpw), file %s bytes; estimated error %.6g%s\n",
+           qf_cli_commas(tt.out_bytes, a, sizeof a), bpw(tt.out_bytes, tt.n_elements),
+           qf_cli_commas(tt.file_size, b, sizeof b), sol->score,
+           sol->exact ? " (optimal for the measured errors)" : "");
+    printf("reachable tensor data: %s to %s bytes (padded)\n",
+           qf_cli_commas(sol->min_bytes, a, sizeof a), qf_cli_commas(sol->max_bytes, c, sizeof c));
+}
+
+static void json_budget(const qf_quantize *q, const qf_budget_plan *bp, const char *in,
+                        const char *out, int written, const plan_kv *kv,
+                        const qf_budget_solution *sol, const mem_split *ms)
+{
+    int64_t i, n = qf_quantize_tensor_count(q);
+    qf_quantize_totals tt;
+    qf_json j;
+
+    qf_quantize_get_totals(q, &tt);
+    qf_json_init(&j, stdout, 1);
+    qf_json_obj_begin(&j);
+    qf_json_key(&j, "input");
+    qf_json_str(&j, in);
+    qf_json_key(&j, "output");
+    if (out)
+        qf_json_str(&j, out);
+    else
+        qf_json_null(&j);
+    qf_json_key(&j, "written");
+    qf_json_bool(&j, written);
+    qf_json_key(&j, "target");
+    qf_json_str(&j, kv->target);
+    qf_json_key(&j, "target_bytes");
+    qf_json_u64(&j, kv->target_bytes);
+    if (ms) {
+        qf_json_key(&j, "kv_cache_bytes");
+        qf_json_u64(&j, ms->kv);
+        qf_json_key(&j, "compute_bytes");
+        qf_json_u64(&j, ms->compute);
+    }
+    qf_json_key(&j, "tensors");
+    qf_json_arr_begin(&j);
+    for (i = 0; i < n; i++) {
+        const qf_quantize_tensor *t = qf_quantize_tensor_at(q, i);
+        const qf_budget_tensor *bt = qf_budget_plan_at(bp, t->source_index);
+        double e = 0.0;
+        int k;
+        for (k = 0; bt && k < bt->n_cand; k++)
+            if (bt->cand[k].type == t->type)
+                e = qf_budget_plan_score(bp, t->source_index, k);
+        qf_json_obj_begin(&j);
+        qf_json_key(&j, "name");
+        qf_json_str(&j, t->name);
+        qf_json_key(&j, "type");
+        qf_json_str(&j, qf_ggml_type_name(t->type));
+        qf_json_key(&j, "bytes");
+        qf_json_u64(&j, t->out_bytes);
+        qf_json_key(&j, "error");
+        qf_json_f64(&j, e);
+        qf_json_obj_end(&j);
+    }
+    qf_json_arr_end(&j);
+    qf_json_key(&j, "tensor_bytes");
+    qf_json_u64(&j, tt.out_bytes);
+    qf_json_key(&j, "file_size");
+    qf_json_u64(&j, tt.file_size);
+    qf_json_key(&j, "bpw");
+    qf_json_f64(&j, bpw(tt.out_bytes, tt.n_elements));
+    qf_json_key(&j, "error");
+    qf_json_f64(&j, sol->score);
+    qf_json_key(&j, "optimal");
+    qf_json_bool(&j, sol->exact);
+    qf_json_obj_end(&j);
+    qf_json_end(&j);
+}
+
+static void on_calibrated(void *ctx, const qf_calibrate_kind *k)
+{
+    (void)ctx;
+    qf_cli_info(1, "calibration: %-18s %3d tensors, err/signal %.4g, KLD %.4g: sensitivity %.4g",
+                qf_budget_kind_name(k->kind), k->n_tensors, k->rel_err, k->kld, k->sensitivity);
+}
+
+/* Quantize `in` to the types that fit the budget best. `opts` carries
+ * threads and the imatrix; `out` may be NULL (dry run or measure only). */
+static int run_budget(const budget_args *ba, qf_quantize_opts *opts, const char *in,
+                      const char *out, int dry, int json, int force)
+{
+    qf_source *src = NULL;
+    qf_budget_plan *bp = NULL;
+    qf_quantize *q = NULL;
+    qf_err err = { 0 };
+    int *types = NULL, rc = QF_EXIT_FAIL;
+    int64_t i, n;
+    uint64_t allowed = 0, data_budget = 0, overhead, n_elements = 0, v;
+    uint32_t align = 32;
+    plan_kv kv = { "size", 0, 0, 0.0, 0 };
+    qf_budget_solution sol;
+    mem_split ms;
+    char a[32], b[32], c[32], d[32];
+
+    if (qf_tool_model_path(in, &in, &err) != 0 || qf_source_open(in, &src, &err) != 0) {
+        qf_cli_report(&err);
+        goto done;
+    }
+    if (ba->plan_in) {
+        if (qf_budget_plan_load(ba->plan_in, src, opts->imatrix, &bp, &err) != 0) {
+            qf_cli_report(&err);
+            goto done;
+        }
+    } else {
+        qf_budget_opts bo;
+        measure_progress mp = { NULL, 0 };
+        struct timespec t0, t1;
+        qf_budget_opts_init(&bo);
+        bo.types = ba->n_types ? ba->types : NULL;
+        bo.n_types = ba->n_types;
+        bo.imatrix = opts->imatrix;
+        bo.threads = opts->threads;
+        bo.sample_rows = ba->sample_rows;
+        mp.bar = qf_progress_new("measuring", (uint64_t)qf_source_tensor_count(src));
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        rc = qf_budget_measure(src, &bo, &bp, on_measure, &mp, &err);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        qf_progress_free(mp.bar);
+        if (rc != 0) {
+            rc = QF_EXIT_FAIL;
+            qf_cli_report(&err);
+            goto done;
+        }
+        rc = QF_EXIT_FAIL;
+        qf_cli_info(2, "measured %" PRId64 " tensors in %.2f s", qf_budget_plan_count(bp),
+                    (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9);
+    }
+    if (ba->calibrate) {
+        qf_calibrate_opts co;
+        const char *tmp = getenv("TMPDIR");
+        struct timespec t0, t1;
+        co.text = ba->calibrate;
+        co.n_ctx = (int64_t)ba->calib_ctx;
+        co.max_chunks = (int64_t)ba->calib_chunks;
+        co.threads = opts->threads;
+        co.imatrix = opts->imatrix;
+        co.tmp_dir = tmp && *tmp ? tmp : "/tmp";
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        if (qf_budget_calibrate(src, bp, &co, on_calibrated, NULL, &err) != 0) {
+            qf_cli_report(&err);
+            goto done;
+        }
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        qf_cli_info(1, "calibrated on %s in %.1f s", ba->calibrate,
+                    (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9);
+    }
+    if (ba->plan_out) {
+        if (qf_budget_plan_save(bp, ba->plan_out, force ? QF_OUT_FORCE : 0, &err) != 0) {
+            qf_cli_report(&err);
+            goto done;
+        }
+        qf_cli_info(1, "wrote %s", ba->plan_out);
+    }
+    if (ba->target == TARGET_NONE) { /* measure only */
+        rc = 0;
+        goto done;
+    }
+
+    /* the header's size: any choice of types gives the same one */
+    n = qf_budget_plan_count(bp);
+    types = malloc((size_t)(n ? n : 1) * sizeof *types);
+    if (!types) {
+        qf_cli_error("out of memory");
+        goto done;
+    }
+    for (i = 0; i < n; i++) {
+        const qf_budget_tensor *t = qf_budget_plan_at(bp, i);
+        types[i] = t->fixed ? -1 : t->cand[0].type;
+        n_elements += t->ne[0] * t->rows;
+    }
+    for (i = 0; i < ba->n_types; i++)
+        allowed |= 1ull << ba->types[i];
+    if (!ba->n_types)
+        allowed = ~0ull;
+    if (qf_source_get_uint(src, "general.alignment", &v, NULL) == 0 && v > 0 && v <= (1u << 30) &&
+        !(v & (v - 1)))
+        align = (uint32_t)v;
+    kv.sample_rows = (uint32_t)qf_budget_plan_sample_rows(bp);
+    /* the header's size depends on this string: set before it is measured */
+    kv.target = ba->target == TARGET_BPW ? "bpw" : ba->target == TARGET_MEMORY ? "memory" : "size";
+    opts->ftype = QF_FTYPE_Q8_0;
+    opts->source_types = types;
+    opts->extra_kv = add_plan_kv;
+    opts->extra_kv_ctx = &kv;
+    if (qf_quantize_plan(src, opts, &q, &err) != 0) {
+        qf_cli_report(&err);
+        goto done;
+    }
+    {
+        qf_quantize_totals tt;
+        qf_quantize_get_totals(q, &tt);
+        overhead = tt.file_size - padded_data(q, align);
+    }
+    qf_quantize_free(q);
+    q = NULL;
+
+    memset(&ms, 0, sizeof ms);
+    switch (ba->target) {
+    case TARGET_SIZE:
+        kv.target_bytes = ba->size;
+        data_budget = ba->size > overhead ? ba->size - overhead : 0;
+        break;
+    case TARGET_BPW:
+        data_budget = (uint64_t)(ba->bpw * (double)n_elements / 8.0);
+        kv.target_bytes = data_budget;
+        break;
+    case TARGET_MEMORY:
+        kv.target_bytes = ba->size;
+        memory_split(src, ba->ctx, &ms);
+        data_budget = ba->size > overhead + ms.kv + ms.compute ? ba->size - overhead - ms.kv - ms.compute : 0;
+        break;
+    }
+    if (qf_budget_plan_solve(bp, data_budget, align, allowed, types, &sol, &err) != 0) {
+        if (err.code == QF_ELIMIT) {
+            uint64_t extra = ba->target == TARGET_SIZE ? overhead
+                           : ba->target == TARGET_MEMORY ? overhead + ms.kv + ms.compute : 0;
+            if (ba->target == TARGET_BPW)
+                qf_cli_error("%s: --target-bpw %g is below the smallest reachable %.4f bpw "
+                             "(%s bytes of tensor data)", in, ba->bpw,
+                             (double)sol.min_bytes * 8.0 / (double)n_elements,
+                             qf_cli_commas(sol.min_bytes, a, sizeof a));
+            else
+                qf_cli_error("%s: %s %s bytes is below the smallest reachable %s bytes", in,
+                             ba->target == TARGET_SIZE ? "--target-size" : "--max-memory",
+                             qf_cli_commas(ba->size, a, sizeof a),
+                             qf_cli_commas(sol.min_bytes + extra, b, sizeof b));
+        } else {
+            qf_cli_report(&err);
+        }
+        goto done;
+    }
+    kv.tensor_bytes = sol.data_bytes;
+    kv.error = sol.score;
+
+    /* the real plan: twice, the second with the general.file_type that
+     * names the result (the header keeps its size) */
+    if (qf_quantize_plan(src, opts, &q, &err) != 0) {
+        qf_cli_report(&err);
+        goto done;
+    }
+    opts->ftype = dominant_ftype(q);
+    qf_quantize_free(q);
+    q = NULL;
+    if (qf_quantize_plan(src, opts, &q, &err) != 0) {
+        qf_cli_report(&err);
+        goto done;
+    }
+    {
+        qf_quantize_totals tt;
+        qf_quantize_get_totals(q, &tt);
+        if (padded_data(q, align) != sol.data_bytes || tt.file_size != overhead + sol.data_bytes) {
+            qf_cli_error("%s: internal error: planned %" PRIu64 " bytes, the allocator counted %"
+                         PRIu64, in, tt.file_size, overhead + sol.data_bytes);
+            goto done;
+        }
+        if (ba->target == TARGET_MEMORY)
+            qf_cli_info(1, "memory %s: weights (file) %s + KV cache %s (%" PRIu64 " tokens, F16) + "
+                        "compute %s", qf_cli_commas(ba->size, a, sizeof a),
+                        qf_cli_commas(tt.file_size, b, sizeof b),
+                        qf_cli_commas(ms.kv, c, sizeof c), ba->ctx,
+                        qf_cli_commas(ms.compute, d, sizeof d));
+    }
+    if (dry) {
+        if (json)
+            json_budget(q, bp, in, out, 0, &kv, &sol, ba->target == TARGET_MEMORY ? &ms : NULL);
+        else
+            print_budget_plan(q, bp, in, &kv, &sol);
+        rc = 0;
+        goto done;
+    }
+    {
+        progress_state prog = { NULL, 0 };
+        qf_quantize_totals tt;
+        qf_quantize_get_totals(q, &tt);
+        prog.bar = qf_progress_new("quantizing", tt.out_bytes);
+        rc = qf_quantize_write(q, out, force ? QF_OUT_FORCE : 0, NULL, on_progress, &prog, &err);
+        qf_progress_free(prog.bar);
+        if (rc != 0) {
+            rc = QF_EXIT_FAIL;
+            qf_cli_report(&err);
+            goto done;
+        }
+        if (json)
+            json_budget(q, bp, in, out, 1, &kv, &sol, ba->target == TARGET_MEMORY ? &ms : NULL);
+        qf_cli_info(1, "wrote %s: %s bytes (%.3f bpw of tensor data), estimated error %.6g", out,
+                    qf_cli_commas(tt.file_size, a, sizeof a), bpw(tt.out_bytes, tt.n_elements),
+                    sol.score);
+    }
+    rc = 0;
+done:
+    qf_quantize_free(q);
+    qf_budget_plan_free(bp);
+    qf_source_close(src);
+    free(types);
+    return rc;
+}
+
+/* ---------------------------------------------------------------------
  * main
  * ------------------------------------------------------------------- */
 
@@ -379,10 +911,38 @@ static int check_tensor_type(const char *spec)
     return rc ? qf_cli_usage_error("%s", err.msg) : 0;
 }
 
+/* The budget options' usage rules: IN OUT (IN alone for --dry-run or a
+ * measurement with --save-plan only); no TYPE, no mix options. */
+static int budget_usage(const budget_args *ba, int npos, int dry, int mix_opts, int checksum,
+                        int ctx_given)
+{
+    if (!ba->target && !ba->plan_out)
+        return qf_cli_usage_error("--plan, --types and --calibrate need --target-size, "
+                                  "--target-bpw, --max-memory or --save-plan");
+    if (mix_opts)
+        return qf_cli_usage_error("a size budget chooses every type: --pure, --tensor-type, "
+                                  "--output-tensor-type, --token-embedding-type, "
+                                  "--leave-output-tensor and --allow-requantize do not apply");
+    if (checksum)
+        return qf_cli_usage_error("--checksum is not available with a size budget");
+    if (ctx_given && ba->target != TARGET_MEMORY)
+        return qf_cli_usage_error("--ctx goes with --max-memory");
+    if (ba->plan_in && ba->plan_out && !ba->calibrate)
+        return qf_cli_usage_error("--plan and --save-plan: the plan is already saved");
+    if (npos < 1)
+        return qf_cli_usage_error("missing IN and OUT");
+    if (npos > 2)
+        return qf_cli_usage_error("with a size budget the arguments are IN OUT (no TYPE)");
+    if (npos == 1 && ba->target && !dry)
+        return qf_cli_usage_error("missing OUT (or --dry-run)");
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     enum { O_IMATRIX = 256, O_PURE, O_OUTTYPE, O_EMBTYPE, O_TTYPE, O_LEAVE, O_REQUANT, O_DRY,
-           O_CHECKSUM, O_JSON, O_VERSION };
+           O_CHECKSUM, O_JSON, O_VERSION, O_TSIZE, O_TBPW, O_MAXMEM, O_CTX, O_TYPES, O_PLAN,
+           O_SAVEPLAN, O_SAMPLE, O_CALIB, O_CALIB_CHUNKS, O_CALIB_CTX };
     static const struct option longopts[] = {
         { "threads", required_argument, NULL, 't' },
         { "imatrix", required_argument, NULL, O_IMATRIX },
@@ -400,6 +960,17 @@ int main(int argc, char **argv)
         { "verbose", no_argument, NULL, 'v' },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, O_VERSION },
+        { "target-size", required_argument, NULL, O_TSIZE },
+        { "target-bpw", required_argument, NULL, O_TBPW },
+        { "max-memory", required_argument, NULL, O_MAXMEM },
+        { "ctx", required_argument, NULL, O_CTX },
+        { "types", required_argument, NULL, O_TYPES },
+        { "plan", required_argument, NULL, O_PLAN },
+        { "save-plan", required_argument, NULL, O_SAVEPLAN },
+        { "sample-rows", required_argument, NULL, O_SAMPLE },
+        { "calibrate", required_argument, NULL, O_CALIB },
+        { "calibrate-chunks", required_argument, NULL, O_CALIB_CHUNKS },
+        { "calibrate-ctx", required_argument, NULL, O_CALIB_CTX },
         { NULL, 0, NULL, 0 },
     };
     qf_quantize_opts opts;
@@ -414,9 +985,16 @@ int main(int argc, char **argv)
     progress_state prog = { NULL, 0 };
     struct timespec t0, t1;
     double secs;
+    budget_args ba;
+    int mix_opts = 0, ctx_given = 0;
 
     qf_cli_init(argv[0]);
     qf_quantize_opts_init(&opts);
+    memset(&ba, 0, sizeof ba);
+    ba.ctx = 4096;
+    ba.sample_rows = QF_BUDGET_SAMPLE_ROWS;
+    ba.calib_chunks = 16;
+    ba.calib_ctx = 128;
     opts.threads = qf_cli_default_threads();
     ttypes = calloc((size_t)argc + 1, sizeof *ttypes);
     if (!ttypes) {
@@ -435,12 +1013,14 @@ int main(int argc, char **argv)
             opts.threads = (int)v;
             break;
         case O_IMATRIX: opts.imatrix = optarg; break;
-        case O_PURE: opts.pure = 1; break;
+        case O_PURE: opts.pure = 1; mix_opts = 1; break;
         case O_OUTTYPE:
+            mix_opts = 1;
             if ((rc = parse_type("--output-tensor-type", optarg, &opts.output_tensor_type)) != 0)
                 goto done;
             break;
         case O_EMBTYPE:
+            mix_opts = 1;
             if ((rc = parse_type("--token-embedding-type", optarg, &opts.token_embedding_type)) != 0)
                 goto done;
             break;
@@ -448,9 +1028,69 @@ int main(int argc, char **argv)
             if ((rc = check_tensor_type(optarg)) != 0)
                 goto done;
             ttypes[opts.n_tensor_types++] = optarg;
+            mix_opts = 1;
             break;
-        case O_LEAVE: opts.leave_output_tensor = 1; break;
-        case O_REQUANT: opts.allow_requantize = 1; break;
+        case O_LEAVE: opts.leave_output_tensor = 1; mix_opts = 1; break;
+        case O_REQUANT: opts.allow_requantize = 1; mix_opts = 1; break;
+        case O_TSIZE:
+        case O_MAXMEM:
+            if (ba.target) {
+                rc = qf_cli_usage_error("give one of --target-size, --target-bpw, --max-memory");
+                goto done;
+            }
+            if (qf_cli_parse_u64(optarg, 1, UINT64_MAX / 2, 1, &ba.size) != 0) {
+                rc = qf_cli_usage_error("%s: expected a size in bytes (K, M, G suffixes: powers "
+                                        "of 1024), got '%s'", c == O_TSIZE ? "--target-size" :
+                                        "--max-memory", optarg);
+                goto done;
+            }
+            ba.target = c == O_TSIZE ? TARGET_SIZE : TARGET_MEMORY;
+            break;
+        case O_TBPW: {
+            char *end;
+            if (ba.target) {
+                rc = qf_cli_usage_error("give one of --target-size, --target-bpw, --max-memory");
+                goto done;
+            }
+            ba.bpw = strtod(optarg, &end);
+            if (end == optarg || *end || !(ba.bpw > 0.0 && ba.bpw <= 64.0)) {
+                rc = qf_cli_usage_error("--target-bpw: expected bits per weight in (0, 64], got '%s'",
+                                        optarg);
+                goto done;
+            }
+            ba.target = TARGET_BPW;
+            break;
+        }
+        case O_CTX:
+            if (qf_cli_parse_u64(optarg, 1, (uint64_t)1 << 24, 1, &ba.ctx) != 0) {
+                rc = qf_cli_usage_error("--ctx: expected 1..16M tokens, got '%s'", optarg);
+                goto done;
+            }
+            ctx_given = 1;
+            break;
+        case O_TYPES:
+            if ((rc = parse_types(optarg, &ba)) != 0)
+                goto done;
+            break;
+        case O_PLAN: ba.plan_in = optarg; break;
+        case O_CALIB: ba.calibrate = optarg; break;
+        case O_CALIB_CHUNKS:
+        case O_CALIB_CTX:
+            if (qf_cli_parse_u64(optarg, c == O_CALIB_CTX ? 4 : 1, 1u << 20, 0,
+                                 c == O_CALIB_CTX ? &ba.calib_ctx : &ba.calib_chunks) != 0) {
+                rc = qf_cli_usage_error("%s: expected a number, got '%s'",
+                                        c == O_CALIB_CTX ? "--calibrate-ctx" : "--calibrate-chunks",
+                                        optarg);
+                goto done;
+            }
+            break;
+        case O_SAVEPLAN: ba.plan_out = optarg; break;
+        case O_SAMPLE:
+            if (qf_cli_parse_u64(optarg, 1, UINT32_MAX, 0, &ba.sample_rows) != 0) {
+                rc = qf_cli_usage_error("--sample-rows: expected 1..4294967295, got '%s'", optarg);
+                goto done;
+            }
+            break;
         case O_DRY: dry = 1; break;
         case O_CHECKSUM: checksum = 1; break;
         case O_JSON: json = 1; break;
@@ -469,6 +1109,24 @@ int main(int argc, char **argv)
     }
     rc = QF_EXIT_USAGE;
     npos = argc - optind;
+    if (ba.target || ba.plan_in || ba.plan_out || ba.n_types || ba.calibrate) {
+        if ((rc = budget_usage(&ba, npos, dry, mix_opts, checksum, ctx_given)) != 0)
+            goto done;
+        in = npos >= 1 ? argv[optind] : NULL;
+        out = npos >= 2 ? argv[optind + 1] : NULL;
+        if (out && !force && access(out, F_OK) == 0 && !dry && ba.target) {
+            qf_cli_error("%s: already exists (use --force to overwrite)", out);
+            rc = QF_EXIT_FAIL;
+            goto done;
+        }
+        if (ba.plan_out && !force && access(ba.plan_out, F_OK) == 0) {
+            qf_cli_error("%s: already exists (use --force to overwrite)", ba.plan_out);
+            rc = QF_EXIT_FAIL;
+            goto done;
+        }
+        rc = run_budget(&ba, &opts, in, dry ? NULL : out, dry, json, force);
+        goto done;
+    }
     if (npos < 1) {
         rc = qf_cli_usage_error("missing IN, OUT and TYPE");
         goto done;
