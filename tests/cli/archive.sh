@@ -177,20 +177,29 @@ else
 fi
 
 # --- an interrupted extraction leaves no temp folder ------------------------------
+# The tool must still be extracting when the signal comes: if it finished
+# first (a fast or idle machine), try again with a larger member.
 big="$TMP/big"
 mkdir -p "$big/src/m" "$TMP/t2"
 cp "$FIX/stories260K/config.json" "$big/src/m/"
-head -c 64000000 /dev/urandom > "$big/src/m/model.safetensors"
-tar -czf "$big/m.tar.gz" -C "$big/src" m
-(TMPDIR="$TMP/t2" exec "$QF_BIN/qforge-inspect" "$big/m.tar.gz" >/dev/null 2>&1) &
-pid=$!
-i=0
-while [ $i -lt 100 ] && [ -z "$(ls -A "$TMP/t2")" ]; do sleep 0.05; i=$((i + 1)); done
-kill -TERM $pid 2>/dev/null
-wait $pid 2>/dev/null
-rc=$?
-if [ $i -ge 100 ]; then
-    notok "SIGTERM during extraction" "no temp folder appeared"
+caught=0 rc=0
+for mb in 64 192 512; do
+    rm -f "$big/m.tar.gz"
+    head -c $((mb * 1000000)) /dev/zero | tr '\000' 'x' > "$big/src/m/model.safetensors"
+    tar -czf "$big/m.tar.gz" -C "$big/src" m
+    (TMPDIR="$TMP/t2" QFORGE_ARCHIVE_MAX_RATIO=100000 exec "$QF_BIN/qforge-inspect" "$big/m.tar.gz" >/dev/null 2>&1) &
+    pid=$!
+    while kill -0 $pid 2>/dev/null && [ -z "$(ls -A "$TMP/t2")" ]; do sleep 0.01; done
+    if kill -TERM $pid 2>/dev/null; then
+        caught=1
+        wait $pid 2>/dev/null
+        rc=$?
+        break
+    fi
+    wait $pid 2>/dev/null
+done
+if [ $caught = 0 ]; then
+    notok "SIGTERM during extraction" "the tool finished before it could be signalled, 3 times"
 elif [ $rc -ne 143 ]; then
     notok "SIGTERM ends the tool" "exit $rc"
 elif [ -n "$(ls -A "$TMP/t2")" ]; then
