@@ -30,7 +30,9 @@ typedef struct qf_source_tensor {
 } qf_source_tensor;
 
 /*
- * Open `path`: a .gguf file, or a model folder (as qforge-convert reads it).
+ * Open `path`: a .gguf file, a .qfm file (compressed tensors are decoded as
+ * their rows are read; affine tensors show as F32), or a model folder (as
+ * qforge-convert reads it).
  * Returns 0 and
  * sets *out (owned by the caller: qf_source_close), or a negative code with a
  * message naming the file.
@@ -39,7 +41,7 @@ int qf_source_open(const char *path, qf_source **out, qf_err *err);
 
 void qf_source_close(qf_source *s); /* accepts NULL */
 
-/* "gguf" or "folder". */
+/* "gguf", "qfm" or "folder". */
 const char *qf_source_kind(const qf_source *s);
 const char *qf_source_path(const qf_source *s);
 
