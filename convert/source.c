@@ -245,6 +245,22 @@ int qf_source_rows_f32(const qf_source *s, int64_t i, uint64_t row0, uint64_t n,
     return qf_quant_dequantize(t->type, t->data + row0 * row_bytes, dst, (int64_t)(n * t->ne[0]));
 }
 
+int qf_source_read_bytes(const qf_source *s, int64_t i, uint64_t off, uint64_t n, void *dst,
+                         qf_err *err)
+{
+    const qf_source_tensor *t = qf_source_tensor_at(s, i);
+
+    if (!t || off > t->nbytes || n > t->nbytes - off)
+        return qf_err_set(err, QF_EINVAL, "%s: tensor %lld: bytes out of range", s->path, (long long)i);
+    if (t->data) {
+        memcpy(dst, t->data + off, (size_t)n);
+        return 0;
+    }
+    if (s->q && qf_qfm_tensor_at(s->q, i)->ggml_type >= 0)
+        return qf_qfm_read_range(s->q, i, off, n, dst, NULL, err);
+    return qf_err_set(err, QF_EUNSUPPORTED, "%s: tensor \"%s\": no stored bytes to read", s->path, t->name);
+}
+
 void qf_source_release(const qf_source *s, int64_t i)
 {
     if (s->g)

@@ -74,6 +74,15 @@ int64_t qf_source_find_tensor(const qf_source *s, const char *name);
 int qf_source_rows_f32(const qf_source *s, int64_t i, uint64_t row0, uint64_t n, float *dst,
                        qf_err *err);
 
+/*
+ * Bytes [off, off + n) of tensor i as stored (its ggml type's encoding) into
+ * dst: for tensors whose `data` is NULL because they are compressed (QFM).
+ * Thread-safe. Returns 0, QF_EINVAL (range) or QF_EUNSUPPORTED (a folder,
+ * or a QFM tensor shown as F32).
+ */
+int qf_source_read_bytes(const qf_source *s, int64_t i, uint64_t off, uint64_t n, void *dst,
+                         qf_err *err);
+
 /* Give back the input pages of tensor i once it is consumed. */
 void qf_source_release(const qf_source *s, int64_t i);
 
