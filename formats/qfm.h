@@ -219,7 +219,7 @@ int qf_qfm_read_tensor(const qf_qfm *q, int64_t i, void *dst, uint64_t dst_cap, 
 /*
  * Bytes [off, off + n) of tensor i's uncompressed bytes into dst, decoding
  * only the frames that cover them (no digest check: a part cannot be
- * checked). `scratch` (may be NULL) is a buffer of frame_size bytes the call
+ * checked). `scratch` (may be NULL) is a buffer of 2 * frame_size bytes the call
  * may use to avoid an allocation. Thread-safe. Returns 0, QF_EINVAL (range)
  * or QF_EFORMAT / QF_ENOMEM.
  */
