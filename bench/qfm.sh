@@ -65,8 +65,8 @@ if [ ! -f "$BIGG" ]; then
     "$BIN/qforge-convert" -q --outtype bf16 -o "$BIGG" "$MODEL"
     rm -rf "$MODEL"
 fi
-sizes "$BIGG" x "${Z19_BIG:-1}"
-N=$("$BIN/qforge-inspect" --json "$BIGG" >/dev/null 2>&1; size "$BIGG")
+sizes "$BIGG" x 0
+N=$(size "$BIGG")
 echo
 echo "Speed on $(basename "$BIGG") ($N bytes)"
 for t in 1 2; do
@@ -78,6 +78,11 @@ for t in 1 2; do
 done
 timed "qforge-export (decode+write)" "$N" "$BIN/qforge-export" -f "$DIR/big.qfm" "$DIR/big.gguf"
 cmp "$BIGG" "$DIR/big.gguf" && echo "  export: byte-identical to the GGUF"
-timed "zstd -19 -T2 (whole GGUF)" "$N" zstd -q -f -19 -T2 "$BIGG" -o "$DIR/big.gguf.zst"
-timed "zstd -d (whole GGUF)" "$N" zstd -q -f -d "$DIR/big.gguf.zst" -o "$DIR/big2.gguf"
-rm -f "$DIR/big.gguf" "$DIR/big2.gguf" "$DIR/big-raw.qfm"
+timed "qforge-import --level 3 -t 2" "$N" "$BIN/qforge-import" -q -f -t 2 --level 3 "$BIGG" "$DIR/big3.qfm"
+echo "  QFM --level 3: $(size "$DIR/big3.qfm") bytes ($(pct "$(size "$DIR/big3.qfm")" "$N") of the GGUF)"
+if [ "${Z19_BIG:-1}" = 1 ]; then
+    timed "zstd -19 -T2 (whole GGUF)" "$N" zstd -q -f -19 -T2 "$BIGG" -o "$DIR/big.gguf.zst"
+    echo "  zstd -19: $(size "$DIR/big.gguf.zst") bytes ($(pct "$(size "$DIR/big.gguf.zst")" "$N") of the GGUF)"
+    timed "zstd -d (whole GGUF)" "$N" zstd -q -f -d "$DIR/big.gguf.zst" -o "$DIR/big2.gguf"
+fi
+rm -f "$DIR/big.gguf" "$DIR/big2.gguf" "$DIR/big-raw.qfm" "$DIR/big3.qfm"

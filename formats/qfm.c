@@ -19,6 +19,7 @@
 
 #define MAX_EXACT ((double)9007199254740992.0) /* 2^53: JSON integers above are inexact */
 #define BOUND_NUM 9007199254740991.0           /* widest number the header holds */
+enum { BOUND_NONE = 0, BOUND_RAW, BOUND_ANY };
 #define MAX_DEPTH 8                            /* nested GGUF arrays, as the GGUF reader */
 
 static uint64_t align64(uint64_t v) { return (v + (QF_QFM_ALIGN - 1)) & ~(uint64_t)(QF_QFM_ALIGN - 1); }
@@ -470,9 +471,10 @@ static int add_hex(cJSON *o, const char *k, const uint8_t *d, int bound)
 }
 
 /*
- * The header text for these tensors. With `bound`, every number that is
- * filled in later is written at its widest, so the text is at least as long
- * as any final header: the writer reserves that much before the data.
+ * The header text for these tensors. With `bound` (BOUND_RAW: every tensor
+ * will be raw; BOUND_ANY: any codec), every number that is filled in later
+ * is written at its widest, so the text is at least as long as any final
+ * header: the writer reserves that much before the data.
  */
 static char *render_header(const qf_gguf_writer *meta, const qf_qfm_tensor *t, int64_t nt,
                            uint64_t data_size, const cJSON *prov, int bound)
@@ -518,7 +520,7 @@ static char *render_header(const qf_gguf_writer *meta, const qf_qfm_tensor *t, i
         const qf_qfm_tensor *x = &t[i];
         cJSON *e = cJSON_CreateObject(), *sh, *fr;
         uint32_t d;
-        int zstd = bound || x->codec == QF_QFM_ZSTD;
+        int zstd = bound == BOUND_ANY || (!bound && x->codec == QF_QFM_ZSTD);
         int64_t f;
         if (!e)
             goto done;
@@ -1618,7 +1620,8 @@ int qf_qfm_writer_begin(qf_qfm_writer *w, const char *path, int flags, qf_err *e
             ZSTD_isError(ZSTD_CCtx_setParameter(w->cctx[k], ZSTD_c_checksumFlag, 1)))
             return qf_err_set(err, QF_EINVAL, "%s: zstd level %d refused", path, w->o.level);
     }
-    if (!(bound = render_header(w->meta, w->t, w->nt, 0, w->prov, 1)))
+    if (!(bound = render_header(w->meta, w->t, w->nt, 0, w->prov,
+                                w->o.codec == QF_QFM_RAW ? BOUND_RAW : BOUND_ANY)))
         return qf_err_set(err, QF_ENOMEM, "%s: out of memory", path);
     w->h = strlen(bound);
     free(bound);

@@ -104,7 +104,7 @@
 #define QF_QFM_MAX_HEADER (1ull << 30)           /* 1 GiB of JSON */
 #define QF_QFM_MAX_FRAME (1ull << 30)
 #define QF_QFM_DEFAULT_FRAME (4ull << 20)        /* 4 MiB */
-#define QF_QFM_DEFAULT_LEVEL 9
+#define QF_QFM_DEFAULT_LEVEL 3
 
 typedef enum qf_qfm_codec {
     QF_QFM_RAW = 0,
