@@ -52,7 +52,7 @@ int qf_source_open(const char *path, qf_source **out, qf_err *err)
         if ((rc = qf_convert_plan(path, &o, &s->c, err)) != 0)
             goto done;
         s->nt = qf_convert_tensor_count(s->c);
-        s->meta = s->meta;
+        s->meta = qf_convert_metadata(s->c);
     } else if (qf_source_is_qfm(path)) {
         if ((rc = qf_qfm_open_model(path, &s->q, err)) != 0)
             goto done;
