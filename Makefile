@@ -136,7 +136,7 @@ check-interop: all
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all
 FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -I. -O1 -g -ffp-contract=off -MMD -MP $(FUZZ_SAN) $(PKG_CFLAGS) \
-               -DQF_VERSION='"$(VERSION)"'
+               -DQF_VERSION='"$(VERSION)"' -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
 FUZZ_OBJ := $(LIB_SRC:%.c=build-fuzz/obj/%.o)
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=build-fuzz/%)
 

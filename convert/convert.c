@@ -3,6 +3,8 @@
  */
 #include "convert/convert.h"
 
+#include "convert/qfm_io.h"
+
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -1026,8 +1028,22 @@ static const char *writer_tensor_name(const void *w, int64_t i)
     return qf_gguf_writer_tensor_name(w, i);
 }
 
-int qf_convert_write(qf_convert *c, const char *path, int flags, const char *manifest_path,
-                     qf_progress_fn progress, void *progress_ctx, qf_err *err)
+/* Where converted tensor bytes go: the GGUF writer or the QFM writer. */
+typedef int (*emit_fn)(void *ctx, const void *data, uint64_t n, qf_err *err);
+
+static int emit_gguf(void *ctx, const void *data, uint64_t n, qf_err *err)
+{
+    return qf_gguf_writer_write(ctx, data, n, err);
+}
+
+static int emit_qfm(void *ctx, const void *data, uint64_t n, qf_err *err)
+{
+    return qf_qfm_writer_write(ctx, data, n, err);
+}
+
+/* Convert every planned tensor, in order, into emit. */
+static int emit_tensors(qf_convert *c, emit_fn emit, void *ectx, qf_progress_fn progress,
+                        void *progress_ctx, qf_err *err)
 {
     uint8_t *buf = NULL;
     float *scratch = NULL;
@@ -1046,10 +1062,6 @@ int qf_convert_write(qf_convert *c, const char *path, int flags, const char *man
         rc = qf_err_set(err, QF_ENOMEM, "out of memory");
         goto done;
     }
-    if (manifest_path && (rc = qf_gguf_writer_hash(c->w, err)) != 0)
-        goto done;
-    if ((rc = qf_gguf_writer_begin(c->w, path, flags, err)) != 0)
-        goto done;
     for (i = 0; i < c->nt; i++) {
         const out_tensor *o = &c->t[i];
         uint64_t rows = o->t.ne[1] * o->t.ne[2] * o->t.ne[3], row_bytes = o->t.nbytes / rows, r0;
@@ -1057,7 +1069,7 @@ int qf_convert_write(qf_convert *c, const char *path, int flags, const char *man
         uint64_t per_chunk;
 
         if (o->src < 0) { /* generated: small, F32 */
-            if ((rc = qf_gguf_writer_write(c->w, o->generated, o->t.nbytes, err)) != 0)
+            if ((rc = emit(ectx, o->generated, o->t.nbytes, err)) != 0)
                 goto done;
             done_bytes += o->t.nbytes;
             continue;
@@ -1086,7 +1098,7 @@ int qf_convert_write(qf_convert *c, const char *path, int flags, const char *man
                 rc = qf_err_set(err, rc, "tensor \"%s\": conversion failed", o->name);
                 goto done;
             }
-            if ((rc = qf_gguf_writer_write(c->w, buf, n * row_bytes, err)) != 0)
+            if ((rc = emit(ectx, buf, n * row_bytes, err)) != 0)
                 goto done;
             qf_convert_release_rows(c, i, r0, n);
             done_bytes += n * row_bytes;
@@ -1095,19 +1107,47 @@ int qf_convert_write(qf_convert *c, const char *path, int flags, const char *man
         }
         qf_weights_release_tensor(c->st, o->src);
     }
-    if ((rc = qf_gguf_writer_finish(c->w, err)) != 0)
-        goto done;
+done:
+    free(buf);
+    free(scratch);
+    return rc;
+}
+
+int qf_convert_write(qf_convert *c, const char *path, int flags, const char *manifest_path,
+                     qf_progress_fn progress, void *progress_ctx, qf_err *err)
+{
+    int rc;
+
+    if (manifest_path && (rc = qf_gguf_writer_hash(c->w, err)) != 0)
+        return rc;
+    if ((rc = qf_gguf_writer_begin(c->w, path, flags, err)) != 0 ||
+        (rc = emit_tensors(c, emit_gguf, c->w, progress, progress_ctx, err)) != 0 ||
+        (rc = qf_gguf_writer_finish(c->w, err)) != 0)
+        return rc;
     if (manifest_path) {
         qf_digest_list d;
         const char *label = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
         if ((rc = qf_gguf_writer_digests(c->w, &d)) != 0)
-            goto done;
+            return rc;
         rc = qf_manifest_write(manifest_path, flags, label, &d, writer_tensor_name, c->w, err);
         if (rc)
             (void)remove(path); /* no model without its requested manifest */
     }
-done:
-    free(buf);
-    free(scratch);
+    return rc;
+}
+
+int qf_convert_write_qfm(qf_convert *c, const char *path, int flags, const qf_qfm_opts *opts,
+                         const char *model_dir, int argc, char **argv, qf_progress_fn progress,
+                         void *progress_ctx, qf_err *err)
+{
+    qf_qfm_writer *w = NULL;
+    int rc;
+
+    if ((rc = qf_qfm_writer_new(c->w, opts, &w, err)) == 0 &&
+        (rc = qf_qfm_set_basic_provenance(w, &model_dir, model_dir ? 1 : 0, argc, argv, err)) == 0 &&
+        (rc = qf_qfm_writer_begin(w, path, flags, err)) == 0 &&
+        (rc = emit_tensors(c, emit_qfm, w, progress, progress_ctx, err)) == 0)
+        rc = qf_qfm_writer_finish(w, err);
+    qf_qfm_writer_free(w);
     return rc;
 }

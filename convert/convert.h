@@ -29,6 +29,7 @@
 
 #include "formats/error.h"
 #include "formats/gguf.h"
+#include "formats/qfm.h"
 
 /* Output types, as --outtype names them. */
 typedef enum qf_outtype {
@@ -95,6 +96,16 @@ uint64_t qf_convert_param_count(const qf_convert *c);
  */
 int qf_convert_write(qf_convert *c, const char *path, int flags, const char *manifest_path,
                      qf_progress_fn progress, void *progress_ctx, qf_err *err);
+
+/*
+ * Write the planned model as a QFM (formats/qfm.h) instead: the same
+ * metadata and tensor bytes, streamed through the QFM writer (compressed on
+ * opts->threads threads), with a provenance naming the folder's files and
+ * their SHA-256 (model_dir, may be NULL) and the command line argv[0..argc).
+ */
+int qf_convert_write_qfm(qf_convert *c, const char *path, int flags, const qf_qfm_opts *opts,
+                         const char *model_dir, int argc, char **argv, qf_progress_fn progress,
+                         void *progress_ctx, qf_err *err);
 
 /*
  * Rows [row0, row0 + n) of planned tensor i as F32 (dst: n * ne[0] floats),

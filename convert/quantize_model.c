@@ -527,6 +527,22 @@ static int write_copy(qf_quantize *q, const qf_quantize_tensor *t, float *buf, u
         }
         return 0;
     }
+    if (st->type != QF_GGML_F32 && !strcmp(qf_source_kind(q->src), "qfm")) { /* compressed */
+        uint8_t *tmp = malloc(COPY_BYTES);
+        if (!tmp)
+            return qf_err_set(err, QF_ENOMEM, "out of memory");
+        for (off = 0, rc = 0; off < st->nbytes && rc == 0; off += COPY_BYTES) {
+            uint64_t n = st->nbytes - off < COPY_BYTES ? st->nbytes - off : COPY_BYTES;
+            if ((rc = qf_source_read_bytes(q->src, t->source_index, off, n, tmp, err)) == 0 &&
+                (rc = qf_gguf_writer_write(q->w, tmp, n, err)) == 0) {
+                *done += n;
+                if (progress)
+                    progress(pctx, *done, total);
+            }
+        }
+        free(tmp);
+        return rc;
+    }
     if (st->type != QF_GGML_F32)
         return qf_err_set(err, QF_EUNSUPPORTED, "%s: tensor \"%s\": cannot copy type %s",
                           qf_source_path(q->src), t->name, qf_ggml_type_name(st->type));

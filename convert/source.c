@@ -8,6 +8,8 @@
 #include <sys/stat.h>
 
 #include "convert/convert.h"
+#include "convert/qfm_io.h"
+#include "convert/source_qfm.h"
 #include "formats/archive.h"
 #include "formats/types.h"
 #include "quantize/quant.h"
@@ -15,7 +17,9 @@
 struct qf_source {
     char *path;
     qf_gguf *g;         /* a GGUF file, or */
-    qf_convert *c;      /* a folder, planned as its F32 conversion */
+    qf_convert *c;      /* a folder, planned as its F32 conversion, or */
+    qf_qfm *q;          /* a QFM file (convert/source_qfm.c) */
+    const qf_gguf_writer *meta; /* folder or QFM: the metadata */
     qf_archive *ar;     /* the archive the folder was unpacked from, or NULL */
     qf_source_tensor *t;
     int64_t nt;
@@ -27,6 +31,7 @@ void qf_source_close(qf_source *s)
         return;
     qf_gguf_close(s->g);
     qf_convert_free(s->c);
+    qf_qfm_close(s->q);
     qf_archive_close(s->ar);
     free(s->t);
     free(s->path);
@@ -58,6 +63,12 @@ int qf_source_open(const char *path, qf_source **out, qf_err *err)
             goto done;
         }
         s->nt = qf_convert_tensor_count(s->c);
+        s->meta = qf_convert_metadata(s->c);
+    } else if (qf_source_is_qfm(path)) {
+        if ((rc = qf_qfm_open_model(path, &s->q, err)) != 0)
+            goto done;
+        s->nt = qf_qfm_tensor_count(s->q);
+        s->meta = qf_qfm_metadata(s->q);
     } else {
         if ((rc = qf_gguf_open(path, &s->g, err)) != 0)
             goto done;
@@ -78,6 +89,14 @@ int qf_source_open(const char *path, qf_source **out, qf_err *err)
             memcpy(t->ne, g->ne, sizeof t->ne);
             t->nbytes = g->nbytes;
             t->data = g->data;
+        } else if (s->q) {
+            const qf_qfm_tensor *x = qf_qfm_tensor_at(s->q, i);
+            t->name = x->name;
+            t->type = qf_source_qfm_type(x);
+            t->n_dims = x->n_dims;
+            memcpy(t->ne, x->ne, sizeof t->ne);
+            t->nbytes = qf_source_qfm_nbytes(x);
+            t->data = qf_source_qfm_data(x);
         } else {
             const qf_convert_tensor *c = qf_convert_tensor_at(s->c, i);
             t->name = c->name;
@@ -96,29 +115,29 @@ done:
     return rc;
 }
 
-const char *qf_source_kind(const qf_source *s) { return s->g ? "gguf" : "folder"; }
+const char *qf_source_kind(const qf_source *s) { return s->g ? "gguf" : s->q ? "qfm" : "folder"; }
 const char *qf_source_path(const qf_source *s) { return s->path; }
 
 int64_t qf_source_kv_count(const qf_source *s)
 {
-    return s->g ? qf_gguf_kv_count(s->g) : qf_gguf_writer_kv_count(qf_convert_metadata(s->c));
+    return s->g ? qf_gguf_kv_count(s->g) : qf_gguf_writer_kv_count(s->meta);
 }
 
 const char *qf_source_kv_key(const qf_source *s, int64_t i)
 {
-    return s->g ? qf_gguf_kv_key(s->g, i) : qf_gguf_writer_kv_key(qf_convert_metadata(s->c), i);
+    return s->g ? qf_gguf_kv_key(s->g, i) : qf_gguf_writer_kv_key(s->meta, i);
 }
 
 int qf_source_kv_value(const qf_source *s, int64_t i, qf_gguf_val *v)
 {
     return s->g ? qf_gguf_kv_value(s->g, i, v)
-                : qf_gguf_writer_kv_value(qf_convert_metadata(s->c), i, v);
+                : qf_gguf_writer_kv_value(s->meta, i, v);
 }
 
 int64_t qf_source_find_key(const qf_source *s, const char *key)
 {
     return s->g ? qf_gguf_find_key(s->g, key)
-                : qf_gguf_writer_find_key(qf_convert_metadata(s->c), key);
+                : qf_gguf_writer_find_key(s->meta, key);
 }
 
 static int lookup(const qf_source *s, const char *key, qf_gguf_val *v)
@@ -224,6 +243,8 @@ int qf_source_rows_f32(const qf_source *s, int64_t i, uint64_t row0, uint64_t n,
         return qf_err_set(err, QF_EINVAL, "%s: tensor %lld: rows out of range", s->path, (long long)i);
     if (s->c)
         return qf_convert_rows_f32(s->c, i, row0, n, dst);
+    if (s->q)
+        return qf_source_qfm_rows_f32(s->q, i, row0, n, dst, err);
     if (qf_ggml_row_size(t->type, t->ne[0], &row_bytes) != 0)
         return qf_err_set(err, QF_EINVAL, "%s: tensor \"%s\": bad row", s->path, t->name);
     plain = qf_dtype_from_ggml_type(t->type);
@@ -235,10 +256,28 @@ int qf_source_rows_f32(const qf_source *s, int64_t i, uint64_t row0, uint64_t n,
     return qf_quant_dequantize(t->type, t->data + row0 * row_bytes, dst, (int64_t)(n * t->ne[0]));
 }
 
+int qf_source_read_bytes(const qf_source *s, int64_t i, uint64_t off, uint64_t n, void *dst,
+                         qf_err *err)
+{
+    const qf_source_tensor *t = qf_source_tensor_at(s, i);
+
+    if (!t || off > t->nbytes || n > t->nbytes - off)
+        return qf_err_set(err, QF_EINVAL, "%s: tensor %lld: bytes out of range", s->path, (long long)i);
+    if (t->data) {
+        memcpy(dst, t->data + off, (size_t)n);
+        return 0;
+    }
+    if (s->q && qf_qfm_tensor_at(s->q, i)->ggml_type >= 0)
+        return qf_qfm_read_range(s->q, i, off, n, dst, NULL, err);
+    return qf_err_set(err, QF_EUNSUPPORTED, "%s: tensor \"%s\": no stored bytes to read", s->path, t->name);
+}
+
 void qf_source_release(const qf_source *s, int64_t i)
 {
     if (s->g)
         qf_gguf_release_tensor(s->g, i);
+    else if (s->q)
+        qf_qfm_release(s->q, i);
     else
         qf_convert_release(s->c, i);
 }
@@ -248,7 +287,7 @@ void qf_source_release_rows(const qf_source *s, int64_t i, uint64_t row0, uint64
     const qf_source_tensor *t = qf_source_tensor_at(s, i);
     uint64_t row_bytes;
 
-    if (!t)
+    if (!t || s->q)
         return;
     if (!s->g) {
         qf_convert_release_rows(s->c, i, row0, n);

@@ -30,9 +30,11 @@ typedef struct qf_source_tensor {
 } qf_source_tensor;
 
 /*
- * Open `path`: a .gguf file, a model folder (as qforge-convert reads it), or
- * such a folder in an archive (formats/archive.h, default limits, temp folder
- * in $TMPDIR or /tmp, removed by qf_source_close).
+ * Open `path`: a .gguf file, a .qfm file (compressed tensors are decoded as
+ * their rows are read; affine tensors show as F32), a model folder (as
+ * qforge-convert reads it), or such a folder in an archive
+ * (formats/archive.h, default limits, temp folder in $TMPDIR or /tmp,
+ * removed by qf_source_close).
  * Returns 0 and
  * sets *out (owned by the caller: qf_source_close), or a negative code with a
  * message naming the file.
@@ -41,7 +43,7 @@ int qf_source_open(const char *path, qf_source **out, qf_err *err);
 
 void qf_source_close(qf_source *s); /* accepts NULL */
 
-/* "gguf" or "folder". */
+/* "gguf", "qfm" or "folder". */
 const char *qf_source_kind(const qf_source *s);
 const char *qf_source_path(const qf_source *s);
 
@@ -73,6 +75,15 @@ int64_t qf_source_find_tensor(const qf_source *s, const char *name);
  */
 int qf_source_rows_f32(const qf_source *s, int64_t i, uint64_t row0, uint64_t n, float *dst,
                        qf_err *err);
+
+/*
+ * Bytes [off, off + n) of tensor i as stored (its ggml type's encoding) into
+ * dst: for tensors whose `data` is NULL because they are compressed (QFM).
+ * Thread-safe. Returns 0, QF_EINVAL (range) or QF_EUNSUPPORTED (a folder,
+ * or a QFM tensor shown as F32).
+ */
+int qf_source_read_bytes(const qf_source *s, int64_t i, uint64_t off, uint64_t n, void *dst,
+                         qf_err *err);
 
 /* Give back the input pages of tensor i once it is consumed. */
 void qf_source_release(const qf_source *s, int64_t i);

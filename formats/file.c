@@ -504,6 +504,28 @@ int qf_out_zeros(qf_out *o, uint64_t n, qf_err *err)
     return 0;
 }
 
+int qf_out_pwrite(qf_out *o, uint64_t off, const void *buf, size_t n, qf_err *err)
+{
+    const uint8_t *p = buf;
+    size_t done = 0;
+
+    if (off > o->total || n > o->total - off)
+        return qf_err_set(err, QF_EINVAL, "%s: write at %llu past the end", o->path,
+                          (unsigned long long)off);
+    if (flush_buf(o, err) != 0)
+        return QF_EIO;
+    while (done < n) {
+        ssize_t w = pwrite(o->fd, p + done, n - done, (off_t)(off + done));
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return qf_err_set(err, QF_EIO, "%s: write: %s", o->path, strerror(errno));
+        }
+        done += (size_t)w;
+    }
+    return 0;
+}
+
 uint64_t qf_out_tell(const qf_out *o) { return o->total; }
 const char *qf_out_path(const qf_out *o) { return o->path; }
 

@@ -155,6 +155,11 @@ int qf_out_write(qf_out *o, const void *buf, size_t n, qf_err *err);
 /* Append n zero bytes. Returns 0 or QF_EIO. */
 int qf_out_zeros(qf_out *o, uint64_t n, qf_err *err);
 
+/* Overwrite n bytes at offset off, which must lie inside what was appended
+ * so far (for a header reserved at the start and filled in at the end).
+ * Returns 0, QF_EINVAL (range) or QF_EIO. */
+int qf_out_pwrite(qf_out *o, uint64_t off, const void *buf, size_t n, qf_err *err);
+
 /* Bytes appended so far. */
 uint64_t qf_out_tell(const qf_out *o);
 

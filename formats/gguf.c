@@ -1562,3 +1562,23 @@ const char *qf_gguf_writer_tensor_name(const qf_gguf_writer *w, int64_t i)
 {
     return (w && i >= 0 && i < w->n_t) ? w->t[i].name : NULL;
 }
+
+int64_t qf_gguf_writer_tensor_count(const qf_gguf_writer *w) { return w ? w->n_t : 0; }
+
+int qf_gguf_writer_tensor_info(const qf_gguf_writer *w, int64_t i, qf_gguf_tensor *out)
+{
+    const wtensor *t;
+
+    if (!w || i < 0 || i >= w->n_t)
+        return QF_EINVAL;
+    t = &w->t[i];
+    memset(out, 0, sizeof *out);
+    out->name = t->name;
+    out->type = t->type;
+    out->n_dims = t->n_dims;
+    memcpy(out->ne, t->ne, sizeof out->ne);
+    out->n_elements = t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3];
+    out->offset = t->offset;
+    out->nbytes = t->nbytes;
+    return 0;
+}

@@ -321,4 +321,9 @@ int qf_gguf_writer_digests(const qf_gguf_writer *w, qf_digest_list *out);
 /* Name of declared tensor i (borrowed), or NULL. */
 const char *qf_gguf_writer_tensor_name(const qf_gguf_writer *w, int64_t i);
 
+/* Declared tensors: their count, and tensor i as the reader would show it
+ * (name borrowed; offset as laid out; data NULL). QF_EINVAL for a bad i. */
+int64_t qf_gguf_writer_tensor_count(const qf_gguf_writer *w);
+int qf_gguf_writer_tensor_info(const qf_gguf_writer *w, int64_t i, qf_gguf_tensor *out);
+
 #endif /* QF_GGUF_H */

@@ -133,6 +133,8 @@ int qf_tool_sniff(const char *path, qf_err *err)
         return QF_KIND_WEIGHTS;
     if (ends_with(path, ".gguf"))
         return QF_KIND_GGUF;
+    if (ends_with(path, ".qfm"))
+        return QF_KIND_QFM;
     if (ends_with(path, ".safetensors") || qf_weights_is_pytorch(path))
         return QF_KIND_WEIGHTS;
     fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -142,6 +144,8 @@ int qf_tool_sniff(const char *path, qf_err *err)
     close(fd);
     if (n >= 4 && memcmp(head, "GGUF", 4) == 0)
         return QF_KIND_GGUF;
+    if (n >= 4 && memcmp(head, "QFM", 4) == 0)
+        return QF_KIND_QFM;
     if (n == 9 && head[8] == '{')
         return QF_KIND_WEIGHTS;
     return qf_err_set(err, QF_EFORMAT, "%s: not a GGUF, safetensors or PyTorch file", path);

@@ -10,12 +10,12 @@
 
 #include <stddef.h>
 
-typedef enum { QF_KIND_GGUF = 1, QF_KIND_WEIGHTS = 2 } qf_kind; /* WEIGHTS: safetensors or PyTorch */
+typedef enum { QF_KIND_GGUF = 1, QF_KIND_WEIGHTS = 2, QF_KIND_QFM = 3 } qf_kind; /* WEIGHTS: safetensors or PyTorch */
 
 /*
  * Decide by what the path is: a folder or *.json -> weights (safetensors or
  * PyTorch, see formats/weights.h); *.gguf -> GGUF; *.safetensors, *.bin,
- * *.pt, *.pth -> weights; otherwise by the first bytes ("GGUF"; a zip or
+ * *.pt, *.pth -> weights; *.qfm or the bytes "QFM\0" -> QFM; otherwise by the first bytes ("GGUF"; a zip or
  * pickle signature; a u64 length followed by '{'). Returns a qf_kind, or a
  * negative code with a message ("x: not a GGUF, safetensors or PyTorch file").
  */

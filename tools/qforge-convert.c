@@ -30,6 +30,11 @@ static void usage(FILE *f)
             "                         1-D tensors stay f32; q8_0 rows not divisible by 32\n"
             "                         are written f16\n"
             "  -t, --threads N        threads converting rows (default: %d)\n"
+            "      --format FMT       gguf (default) or qfm: a QFM (docs/qfm.md) with every\n"
+            "                         tensor's SHA-256, zstd where it saves space, and the\n"
+            "                         provenance (the folder's files and their SHA-256)\n"
+            "      --codec CODEC      with --format qfm: zstd (default) or raw\n"
+            "      --level N          with --format qfm: zstd level 1..22 (default: %d)\n"
             "      --vocab-only       write the metadata and tokenizer, no tensors\n"
             "      --name NAME        general.name (default: derived from the folder)\n"
             "      --dry-run          print the plan (every tensor's name, source, type,\n"
@@ -42,10 +47,9 @@ static void usage(FILE *f)
             "  -v, --verbose          more messages\n"
             "  -h, --help             this help\n"
             "      --version          print the version\n"
-            "\n"
             "\n%s"
             "\nExit status: 0 written, 1 an error (nothing is left behind), 2 usage error.\n",
-            qf_cli_default_threads(), qf_tool_archive_help);
+            qf_cli_default_threads(), QF_QFM_DEFAULT_LEVEL, qf_tool_archive_help);
 }
 
 static void on_progress(void *ctx, uint64_t done, uint64_t total)
@@ -156,11 +160,14 @@ int main(int argc, char **argv)
         { "checksum", no_argument, NULL, 'C' },      { "json", no_argument, NULL, 'J' },
         { "force", no_argument, NULL, 'f' },         { "quiet", no_argument, NULL, 'q' },
         { "verbose", no_argument, NULL, 'v' },       { "help", no_argument, NULL, 'h' },
-        { "version", no_argument, NULL, 'V' },       { NULL, 0, NULL, 0 },
+        { "version", no_argument, NULL, 'V' },       { "format", required_argument, NULL, 'R' },
+        { "codec", required_argument, NULL, 'K' },  { "level", required_argument, NULL, 'L' },
+        { NULL, 0, NULL, 0 },
     };
     qf_convert_opts opts = { QF_OUTTYPE_F16, 0, 0, NULL };
     const char *out = NULL, *model;
-    int c, dry = 0, json = 0, checksum = 0, force = 0, rc, type;
+    int c, dry = 0, json = 0, checksum = 0, force = 0, rc, type, qfm = 0;
+    qf_qfm_opts qo = { QF_QFM_ZSTD, QF_QFM_DEFAULT_LEVEL, 0, 0 };
     char *manifest = NULL;
     uint64_t v;
     qf_convert *cv = NULL;
@@ -185,6 +192,21 @@ int main(int argc, char **argv)
             opts.threads = (int)v;
             break;
         case 'W': opts.vocab_only = 1; break;
+        case 'R':
+            if (strcmp(optarg, "gguf") && strcmp(optarg, "qfm"))
+                return qf_cli_usage_error("--format: expected gguf or qfm, got '%s'", optarg);
+            qfm = !strcmp(optarg, "qfm");
+            break;
+        case 'K':
+            if (strcmp(optarg, "zstd") && strcmp(optarg, "raw"))
+                return qf_cli_usage_error("--codec: expected zstd or raw, got '%s'", optarg);
+            qo.codec = strcmp(optarg, "raw") ? QF_QFM_ZSTD : QF_QFM_RAW;
+            break;
+        case 'L':
+            if (qf_cli_parse_u64(optarg, 1, 22, 0, &v) != 0)
+                return qf_cli_usage_error("--level: expected 1..22, got '%s'", optarg);
+            qo.level = (int)v;
+            break;
         case 'N': opts.name = optarg; break;
         case 'D': dry = 1; break;
         case 'C': checksum = 1; break;
@@ -205,6 +227,8 @@ int main(int argc, char **argv)
     model = argv[optind];
     if (!out && !dry)
         return qf_cli_usage_error("missing -o OUT.gguf");
+    if (qfm && checksum)
+        return qf_cli_usage_error("--checksum: a QFM carries its own digests (qforge-sum --check OUT)");
 
     if (qf_tool_model_path(model, &model, &err) != 0 ||
         qf_convert_plan(model, &opts, &cv, &err) != 0) {
@@ -228,7 +252,12 @@ int main(int argc, char **argv)
     }
     prog = qf_progress_new("converting", qf_convert_file_size(cv));
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    rc = qf_convert_write(cv, out, force ? QF_OUT_FORCE : 0, manifest, on_progress, prog, &err);
+    qo.threads = opts.threads;
+    if (qfm)
+        rc = qf_convert_write_qfm(cv, out, force ? QF_OUT_FORCE : 0, &qo, model, argc, argv, on_progress,
+                                  prog, &err);
+    else
+        rc = qf_convert_write(cv, out, force ? QF_OUT_FORCE : 0, manifest, on_progress, prog, &err);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     qf_progress_free(prog);
     if (rc != 0) {

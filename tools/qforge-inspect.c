@@ -15,6 +15,7 @@
 #include "formats/types.h"
 #include "tools/cli.h"
 #include "tools/model_open.h"
+#include "tools/qfm_tool.h"
 
 #define ARRAY_PREVIEW 8 /* array elements shown without --full */
 
@@ -27,7 +28,7 @@ static void usage(FILE *f)
             "List a model: header, metadata (key, type, value), tensors (name, type,\n"
             "shape, offset, bytes), totals and bits per weight.\n"
             "\n"
-            "FILE is a .gguf, a .safetensors, a PyTorch checkpoint (.bin/.pt/.pth, read\n"
+            "FILE is a .gguf, a .qfm, a .safetensors, a PyTorch checkpoint (.bin/.pt/.pth, read\n"
             "without running its pickle), an index.json, or a model folder.\n"
             "\n"
             "Options:\n"
@@ -761,5 +762,7 @@ int main(int argc, char **argv)
         qf_cli_report(&err);
         return QF_EXIT_FAIL;
     }
+    if (kind == QF_KIND_QFM)
+        return qf_tool_qfm_inspect(path, opt_json, opt_full);
     return kind == QF_KIND_GGUF ? inspect_gguf(path) : inspect_weights(path);
 }

@@ -27,6 +27,7 @@
 #include "formats/weights.h"
 #include "tools/cli.h"
 #include "tools/model_open.h"
+#include "tools/qfm_tool.h"
 
 #define CHUNK (4u << 20)
 
@@ -35,9 +36,11 @@ static void usage(FILE *f)
     fprintf(f,
             "Usage: qforge-sum [options] FILE...\n"
             "       qforge-sum [options] --check MANIFEST [FILE]\n"
+            "       qforge-sum [options] --check FILE.qfm\n"
             "SHA-256 of every tensor and of all tensor data, one manifest line each, in\n"
             "the format of llama-gguf-hash --sha256 (the two tools check each other's\n"
-            "manifests). FILE is a .gguf, a .safetensors, a PyTorch .bin/.pt/.pth, an index.json\n"
+            "manifests). A QFM carries its own digests: --check FILE.qfm re-hashes every\n"
+            "tensor against them and checks the file digest. FILE is a .gguf, a .qfm, a .safetensors, a PyTorch .bin/.pt/.pth, an index.json\n"
             "or a model folder.\n"
             "\n"
             "Options:\n"
@@ -620,12 +623,18 @@ int main(int argc, char **argv)
     if (manifest) {
         if (argc - optind > 1)
             return qf_cli_usage_error("--check takes at most one FILE");
-        rc = check(manifest, optind < argc ? argv[optind] : NULL, threads, json ? &j : NULL);
+        if (optind >= argc && qf_tool_sniff(manifest, NULL) == QF_KIND_QFM) /* a QFM checks itself */
+            rc = qf_tool_qfm_check(manifest, threads, json ? &j : NULL);
+        else
+            rc = check(manifest, optind < argc ? argv[optind] : NULL, threads, json ? &j : NULL);
     } else {
         if (optind >= argc)
             return qf_cli_usage_error("missing FILE");
         for (i = optind; i < argc; i++)
-            if (print_manifest(argv[i], threads, file_hash, json ? &j : NULL) != 0)
+            if (qf_tool_sniff(argv[i], NULL) == QF_KIND_QFM) {
+                if (qf_tool_qfm_manifest(argv[i], threads, json ? &j : NULL) != 0)
+                    rc = QF_EXIT_FAIL;
+            } else if (print_manifest(argv[i], threads, file_hash, json ? &j : NULL) != 0)
                 rc = QF_EXIT_FAIL;
     }
     if (json) {

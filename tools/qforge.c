@@ -21,6 +21,8 @@ static const struct {
     { "sum", "SHA-256 of every tensor (llama-gguf-hash manifests), and --check" },
     { "tokenize", "text to token ids with a model's tokenizer, as llama-tokenize" },
     { "quantize", "quantize a GGUF or HF folder to llama.cpp's types and mixes (Q4_K_M, ...)" },
+    { "import", "store a GGUF as a QFM: per-tensor SHA-256, zstd, provenance" },
+    { "export", "write the GGUF a QFM stands for, byte for byte, checking every tensor" },
     { "verify", "perplexity of a model, or its KL divergence from a reference (llama-perplexity)" },
     { "imatrix", "importance matrix of a model over a text, for quantize --imatrix (llama-imatrix)" },
 };

@@ -21,6 +21,7 @@ pass=0 fail=0
 seed() {
     case "$1" in
     fuzz_gguf) cp fixtures/corrupt/gguf-*.gguf "$2"/ 2>/dev/null ;;
+    fuzz_qfm) cp fixtures/corrupt/qfm-*.qfm fixtures/corrupt/qfm-valid.qfm.ok "$2"/ 2>/dev/null ;;
     fuzz_safetensors) cp fixtures/corrupt/st-*.safetensors "$2"/ 2>/dev/null ;;
     fuzz_pytorch)
         for f in fixtures/pytorch/*.pt fixtures/pytorch/sharded/*.bin fixtures/malicious/*.pt; do
