@@ -18,9 +18,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "convert/qfm_io.h"
 #include "convert/source.h"
 #include "formats/file.h"
+#include "formats/hash.h"
 #include "formats/parallel.h"
+#include "formats/qfm.h"
 #include "formats/types.h"
 #include "tools/cli.h"
 #include "tools/model_open.h"
@@ -78,6 +81,10 @@ static void usage(FILE *f)
             "                          against REF; with --tensors, the per-layer chart and\n"
             "                          the per-tensor table\n"
             "      --force             replace OUT.html if it exists\n"
+            "      --record            MODEL is a QFM: store this run's summary (text and\n"
+            "                          its SHA-256, settings, PPL, KLD statistics, pass)\n"
+            "                          as \"verify\" in its provenance (the file is\n"
+            "                          rewritten atomically; its tensors do not change)\n"
             "  -q, --quiet             errors only\n"
             "  -v, --verbose           more messages\n"
             "  -h, --help              this help\n"
@@ -92,6 +99,7 @@ static void usage(FILE *f)
 typedef struct {
     const char *model, *ref, *text, *tokens;
     const char *report;         /* --report OUT.html, or NULL */
+    int record;                 /* --record: the summary into MODEL's QFM provenance */
     const char *tensors[2];     /* --tensors A B */
     int64_t n_ctx, n_batch, max_chunks;
     int threads, json, numerics, force, tensor_mode;
@@ -732,6 +740,108 @@ static int score_rows(void *ctx, int64_t begin, int64_t end, int worker)
     return 0;
 }
 
+/* ---------------------------------------------------------------------
+ * --record: the run's summary as the "verify" field of MODEL's QFM
+ * provenance (docs/qfm.md), the file rewritten atomically.
+ * ------------------------------------------------------------------- */
+
+/* Before the work: MODEL must be a QFM file of its own (not in an archive). */
+static int record_check(const options *o, qf_err *err)
+{
+    const char *path;
+    int rc;
+    if (!o->record)
+        return 0;
+    if ((rc = qf_tool_model_path(o->model, &path, err)) != 0)
+        return rc;
+    if (strcmp(path, o->model) != 0 || qf_tool_sniff(path, err) != QF_KIND_QFM)
+        return qf_err_set(err, QF_EINVAL, "%s: --record writes into a QFM file; this is not one",
+                          o->model);
+    if (access(path, W_OK) != 0)
+        return qf_err_set(err, QF_EIO, "%s: --record: %s", path, strerror(errno));
+    return 0;
+}
+
+static void jnum(cJSON *o, const char *key, double v)
+{
+    if (isfinite(v))
+        cJSON_AddNumberToObject(o, key, v);
+    else
+        cJSON_AddNullToObject(o, key);
+}
+
+/* ppl: the perplexity run's (kld NULL), or kld: the KL-divergence run's. */
+static int record_summary(const options *o, int64_t n_chunk, const qf_ppl *ppl,
+                          const qf_kld_stats *kld, int pass, qf_err *err)
+{
+    const char *input = o->tokens ? o->tokens : o->text;
+    cJSON *root = NULL, *v, *k;
+    char hex[QF_SHA256_HEX], when[32], *json = NULL, *data = NULL;
+    uint8_t d[QF_SHA256_LEN];
+    size_t len = 0;
+    time_t now = time(NULL);
+    struct tm tm;
+    int rc;
+
+    if (!o->record)
+        return 0;
+    if (!(data = read_file(input, &len, err)))
+        return err->code ? err->code : QF_EIO;
+    qf_sha256_buf(data, len, d);
+    qf_sha256_hex(d, hex);
+    gmtime_r(&now, &tm);
+    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    rc = QF_ENOMEM;
+    if (!(root = cJSON_CreateObject()) || !(v = cJSON_AddObjectToObject(root, "verify")))
+        goto done;
+    cJSON_AddStringToObject(v, "tool", "qforge-verify " QF_VERSION);
+    cJSON_AddStringToObject(v, "date", when);
+    cJSON_AddStringToObject(v, "mode", kld ? "kl-divergence" : "perplexity");
+    cJSON_AddStringToObject(v, o->tokens ? "tokens" : "text", input);
+    cJSON_AddStringToObject(v, o->tokens ? "tokens_sha256" : "text_sha256", hex);
+    if (o->ref)
+        cJSON_AddStringToObject(v, "reference", o->ref);
+    cJSON_AddNumberToObject(v, "n_ctx", (double)o->n_ctx);
+    cJSON_AddNumberToObject(v, "chunks", (double)n_chunk);
+    cJSON_AddStringToObject(v, "numerics", o->numerics == QF_NUMERICS_GGML ? "ggml" : "f32");
+    if (kld) {
+        cJSON_AddNumberToObject(v, "positions", (double)kld->count);
+        jnum(v, "ppl", kld->ppl_q);
+        jnum(v, "ppl_reference", kld->ppl_base);
+        jnum(v, "ppl_ratio", kld->ratio);
+        if (!(k = cJSON_AddObjectToObject(v, "kld")))
+            goto done;
+        jnum(k, "mean", kld->kld_mean);
+        jnum(k, "uncertainty", kld->kld_unc);
+        jnum(k, "median", kld->kld_median);
+        jnum(k, "p99", kld->kld_p99);
+        jnum(k, "max", kld->kld_max);
+        jnum(v, "rms_delta_p", kld->rms_dp);
+        jnum(v, "same_top", kld->same_top);
+        if (o->max_kld >= 0)
+            jnum(v, "max_kld", o->max_kld);
+        if (o->min_same_top >= 0)
+            jnum(v, "min_same_top", o->min_same_top);
+        cJSON_AddBoolToObject(v, "pass", pass);
+    } else {
+        cJSON_AddNumberToObject(v, "positions", (double)ppl->count);
+        jnum(v, "ppl", qf_ppl_value(ppl));
+        jnum(v, "ppl_uncertainty", qf_ppl_uncertainty(ppl));
+    }
+    if (!(json = cJSON_PrintUnformatted(root)))
+        goto done;
+    rc = qf_qfm_rewrite_provenance(o->model, json, 0, qf_qfm_affine_types, NULL, err);
+    if (rc == 0)
+        qf_cli_info(1, "recorded the summary in %s", o->model);
+done:
+    if (rc == QF_ENOMEM)
+        qf_err_set(err, rc, "out of memory");
+    cJSON_Delete(root);
+    free(json);
+    free(data);
+    return rc;
+}
+
 static int run_ppl(runner *r, const options *o, const int32_t *ids, int64_t n_tokens,
                    int64_t n_chunk, qf_err *err)
 {
@@ -795,6 +905,8 @@ static int run_ppl(runner *r, const options *o, const int32_t *ids, int64_t n_to
         printf("\nFinal estimate: PPL = %.4lf +/- %.5lf\n", qf_ppl_value(&p),
                qf_ppl_uncertainty(&p));
     }
+    fflush(stdout);
+    rc = record_summary(o, n_chunk, &p, NULL, 1, err);
 done:
     qf_progress_free(prog);
     free(buf);
@@ -966,6 +1078,8 @@ static int run_kld(runner *q, runner *base, const options *o, const int32_t *ids
     fflush(stdout);
     if (o->report && (rc = kld_report(o, k, &s, n_chunk, diffs, err)) != 0)
         goto done;
+    if ((rc = record_summary(o, n_chunk, NULL, &s, !over, err)) != 0)
+        goto done;
     if (o->max_kld >= 0 && s.kld_mean > o->max_kld)
         qf_cli_error("mean KLD %.6f exceeds --max-kld %g", s.kld_mean, o->max_kld);
     if (o->min_same_top >= 0 && 100.0 * s.same_top < o->min_same_top)
@@ -995,7 +1109,7 @@ int main(int argc, char **argv)
         { "min-same-top", required_argument, NULL, 'S' }, { "quiet", no_argument, NULL, 'q' },
         { "numerics", required_argument, NULL, 'N' },
         { "tensors", no_argument, NULL, 'D' },         { "report", required_argument, NULL, 'O' },
-        { "force", no_argument, NULL, 'F' },
+        { "force", no_argument, NULL, 'F' },           { "record", no_argument, NULL, 'W' },
         { "verbose", no_argument, NULL, 'v' },         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },         { NULL, 0, NULL, 0 },
     };
@@ -1049,6 +1163,7 @@ int main(int argc, char **argv)
         case 'D': o.tensor_mode = 1; break;
         case 'O': o.report = optarg; break;
         case 'F': o.force = 1; break;
+        case 'W': o.record = 1; break;
         case 'N':
             if (!strcmp(optarg, "ggml"))
                 o.numerics = QF_NUMERICS_GGML;
@@ -1075,9 +1190,10 @@ int main(int argc, char **argv)
         }
     }
     if (o.tensor_mode) {
-        if (o.model || o.ref || o.text || o.tokens || o.max_kld >= 0 || o.min_same_top >= 0)
+        if (o.model || o.ref || o.text || o.tokens || o.max_kld >= 0 || o.min_same_top >= 0 ||
+            o.record)
             return qf_cli_usage_error("--tensors takes two files, not -m, --ref, -f, --tokens, "
-                                      "--max-kld or --min-same-top");
+                                      "--max-kld, --min-same-top or --record");
         if (argc - optind != 2)
             return qf_cli_usage_error("--tensors needs two files: A (the reference) and B");
         o.tensors[0] = argv[optind];
@@ -1104,7 +1220,8 @@ int main(int argc, char **argv)
     if (o.n_batch > o.n_ctx)
         o.n_batch = o.n_ctx;
 
-    if ((rc = report_check(&o, &err)) != 0 || (rc = runner_open(&q, o.model, &o, &err)) != 0)
+    if ((rc = report_check(&o, &err)) != 0 || (rc = record_check(&o, &err)) != 0 ||
+        (rc = runner_open(&q, o.model, &o, &err)) != 0)
         goto fail;
     if (o.ref) {
         have_base = 1;
