@@ -42,8 +42,6 @@ run "$QF_BIN/qforge-import" --codec lz4 "$G/stories260K-f16.gguf" "$TMP/x.qfm"
 expect_rc "import --codec lz4 is a usage error" 2
 run "$QF_BIN/qforge-import" --level 99 "$G/stories260K-f16.gguf" "$TMP/x.qfm"
 expect_rc "import --level 99 is a usage error" 2
-run "$QF_BIN/qforge-export" --format safetensors "$Q" "$TMP/x"
-expect_rc "export --format safetensors is a usage error (not here yet)" 2
 run "$QF_BIN/qforge-import" "$FIX/corrupt/gguf-bad-magic.gguf" "$TMP/x.qfm"
 expect_rc "import of a bad GGUF fails" 1
 expect_err_lines "import of a bad GGUF: one line" 1
