@@ -31,6 +31,7 @@ static void usage(FILE *f)
 
     fprintf(f,
             "Usage: qforge-quantize [options] IN OUT TYPE [NTHREADS]\n"
+            "       qforge-quantize [options] IN OUT.qfm TYPE|AFFINE [NTHREADS]\n"
             "       qforge-quantize [options] IN OUT --target-size SIZE | --target-bpw BPW |\n"
             "                       --max-memory SIZE [--ctx N]\n"
             "Quantize a model to one of llama.cpp's types, byte for byte as llama-quantize\n"
@@ -38,6 +39,11 @@ static void usage(FILE *f)
             "converted and quantized in one pass (the same bytes as converting to F32 first).\n"
             "With a size budget instead of TYPE, each tensor gets the type that makes the\n"
             "model's estimated error smallest within the budget (docs/budget.md).\n"
+            "With OUT ending in .qfm (or --format qfm) the output is a QFM (docs/qfm.md):\n"
+            "the same metadata and tensors (qforge-export gives back the very GGUF), every\n"
+            "tensor's SHA-256, and a provenance with the inputs' SHA-256, the command line\n"
+            "and the recipe (each tensor's type, the imatrix and its SHA-256, a budget's\n"
+            "summary). A QFM can also hold QFM's AFFINE integer types (below).\n"
             "\n"
             "Options:\n"
             "  -t, --threads N              threads (default: %d; NTHREADS does the same)\n"
@@ -57,6 +63,9 @@ static void usage(FILE *f)
             "      --checksum               also write OUT.sha256, the per-tensor manifest that\n"
             "                               qforge-sum --check reads (hashed while writing)\n"
             "      --json                   print the plan or the result as JSON on stdout\n"
+            "      --format FMT             gguf or qfm (default: qfm when OUT ends in .qfm)\n"
+            "      --codec CODEC            QFM: zstd (default) or raw (tensors usable in place)\n"
+            "      --level N                QFM: zstd level 1..22 (default: %d)\n"
             "  -f, --force                  replace OUT (and OUT.sha256) if it exists\n"
             "  -q, --quiet                  errors only\n"
             "  -v, --verbose                more messages (every fallback, imatrix misses)\n"
@@ -94,10 +103,12 @@ static void usage(FILE *f)
             "      --dry-run                print each tensor's type, bytes and estimated\n"
             "                               error, and the totals; write no model (OUT may\n"
             "                               be left out)\n"
+            "                               With a QFM OUT the budget counts the GGUF it\n"
+            "                               stands for (what qforge-export writes)\n"
             "\n"
             "Types (TYPE is a name, case-insensitive, or the number llama.cpp writes to\n"
             "general.file_type):\n",
-            qf_cli_default_threads(), QF_BUDGET_SAMPLE_ROWS);
+            qf_cli_default_threads(), QF_QFM_DEFAULT_LEVEL, QF_BUDGET_SAMPLE_ROWS);
     for (i = 0; (name = qf_mix_list(i, &ftype, &desc)) != NULL; i++)
         fprintf(f, "  %2d  or  %-7s : %s\n", ftype, name, desc);
     fprintf(f,
@@ -105,6 +116,20 @@ static void usage(FILE *f)
             "A type a tensor cannot take (its row length is not a multiple of the block size)\n"
             "falls back as llama.cpp's does (Q4_K -> Q5_0, Q6_K -> Q8_0, ...), and to F16\n"
             "where llama.cpp would stop; every such tensor is reported.\n"
+            "\n"
+            "AFFINE types (a QFM OUT only; quantize/affine.h draws the layouts):\n"
+            "  int4-g32, int4-g64, int4-g128  4-bit codes, an F16 scale and bias per group of\n"
+            "                                 32/64/128 columns: 5, 4.5, 4.25 bits per weight\n"
+            "  int8-g32, int8-g64, int8-g128  8-bit codes, likewise: 9, 8.5, 8.25 bits per weight\n"
+            "  int8-ch                        symmetric 8-bit, an F32 scale per row\n"
+            "Every tensor llama.cpp's mixes would quantize gets the type: the 2-D weights,\n"
+            "token_embd.weight and output.weight included; norms and 1-D tensors keep their\n"
+            "type. A tensor whose row length is not a multiple of the group is written\n"
+            "int8-ch instead (reported as a fallback). --tensor-type, --output-tensor-type\n"
+            "and --token-embedding-type still give ggml types to the tensors they name;\n"
+            "--imatrix does not apply. general.file_type is 1 (F16): no llama.cpp file type\n"
+            "names these types, and such a file has no GGUF form (qforge-export refuses it;\n"
+            "every qforge tool reads it).\n"
             "\n%s"
             "\nExit status: 0 written, 1 an error (nothing is left behind), 2 usage error.\n",
             qf_tool_archive_help);
@@ -388,7 +413,7 @@ static void print_summary(const qf_quantize *q, const char *out, const char *tna
             qf_cli_human(tt.in_bytes, a, sizeof a), qf_cli_human(tt.out_bytes, b, sizeof b),
             bpw(tt.in_bytes, tt.n_elements), bpw(tt.out_bytes, tt.n_elements));
     if (tt.n_fallback)
-        fprintf(stderr, "  fallbacks  %" PRId64 " (rows not a multiple of the block size), %" PRId64
+        fprintf(stderr, "  fallbacks  %" PRId64 " (rows not a multiple of the block size or group), %" PRId64
                         " of them where llama.cpp stops\n",
                 tt.n_fallback, tt.n_llama_fails);
     if (qf_quantize_imatrix_info(q, &entries, &chunks, NULL))
