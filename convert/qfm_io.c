@@ -50,7 +50,7 @@ int qf_qfm_open_model(const char *path, qf_qfm **out, qf_err *err)
  * Provenance
  * ------------------------------------------------------------------- */
 
-static int hash_file(const char *path, char hex[QF_SHA256_HEX], uint64_t *size, qf_err *err)
+int qf_qfm_hash_file(const char *path, char hex[QF_SHA256_HEX], uint64_t *size, qf_err *err)
 {
     qf_map *m = NULL;
     qf_sha256 *h = qf_sha256_new();
@@ -83,7 +83,7 @@ static int add_source(cJSON *arr, const char *path, const char *label, qf_err *e
     char hex[QF_SHA256_HEX];
     uint64_t size = 0;
     cJSON *o;
-    int rc = hash_file(path, hex, &size, err);
+    int rc = qf_qfm_hash_file(path, hex, &size, err);
 
     if (rc)
         return rc;

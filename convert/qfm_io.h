@@ -24,6 +24,10 @@ int qf_qfm_affine_types(void *ctx, const char *type, uint32_t n_dims, const uint
 /* qf_qfm_open with that resolver. */
 int qf_qfm_open_model(const char *path, qf_qfm **out, qf_err *err);
 
+/* The SHA-256 of the file at `path` in hex, as sha256sum prints it (caller's
+ * buffer), and its size in bytes. Returns 0 or an I/O error naming the file. */
+int qf_qfm_hash_file(const char *path, char hex[QF_SHA256_HEX], uint64_t *size, qf_err *err);
+
 /*
  * Provenance for a file made from `sources` (n paths: each is hashed, as
  * sha256sum prints it; a folder's regular files are hashed one by one,

@@ -11,8 +11,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
+#include "convert/qfm_io.h"
 #include "formats/parallel.h"
 #include "formats/types.h"
+#include "quantize/affine.h"
 #include "quantize/imatrix.h"
 #include "quantize/mix.h"
 #include "quantize/quant.h"
@@ -36,13 +40,16 @@ struct qf_quantize {
     qf_imatrix *im;
     qf_mix *mix;           /* kept: tensors' `pattern` points into it */
     char *arch;
+    int has_affine;        /* some tensor gets an affine type */
     int used;              /* qf_quantize_write was called */
+    uint64_t qfm_size;     /* the QFM written, or 0 */
 };
 
 void qf_quantize_opts_init(qf_quantize_opts *o)
 {
     memset(o, 0, sizeof *o);
     o->ftype = -1;
+    o->affine = -1;
     o->threads = 1;
     o->output_tensor_type = -1;
     o->token_embedding_type = -1;
@@ -69,6 +76,27 @@ const qf_quantize_tensor *qf_quantize_tensor_at(const qf_quantize *q, int64_t i)
 }
 
 const qf_gguf_writer *qf_quantize_metadata(const qf_quantize *q) { return q->w; }
+
+int qf_quantize_has_affine(const qf_quantize *q) { return q->has_affine; }
+
+const char *qf_quantize_type_name(int type)
+{
+    qf_affine a;
+    if (qf_affine_from_code(type, &a))
+        return qf_affine_name(a);
+    return qf_ggml_type_name(type);
+}
+
+/* Bytes of a row of n columns of a plan type. */
+static int type_row_size(int type, uint64_t n, uint64_t *bytes)
+{
+    qf_affine a;
+    if (!qf_affine_from_code(type, &a))
+        return qf_ggml_row_size(type, n, bytes);
+    if (n > INT64_MAX || (*bytes = qf_affine_row_size(a, (int64_t)n)) == 0)
+        return QF_EINVAL;
+    return 0;
+}
 
 int qf_quantize_imatrix_info(const qf_quantize *q, int64_t *entries, int64_t *chunks,
                              const char **dataset)
@@ -100,7 +128,9 @@ void qf_quantize_get_totals(const qf_quantize *q, qf_quantize_totals *tt)
         tt->in_bytes += t->in_bytes;
         tt->out_bytes += t->out_bytes;
     }
-    tt->file_size = q->w ? qf_gguf_writer_file_size(q->w) : 0;
+    tt->file_size = q->qfm_size       ? q->qfm_size
+                  : q->has_affine || !q->w ? 0
+                                           : qf_gguf_writer_file_size(q->w);
 }
 
 /* ---------------------------------------------------------------------
@@ -250,7 +280,17 @@ int qf_quantize_plan(const qf_source *src, const qf_quantize_opts *opts, qf_quan
     int rc = 0, found;
 
     *out = NULL;
-    if (qf_mix_default_type(opts->ftype) < 0)
+    if (opts->affine >= 0) {
+        qf_affine a;
+        if (!qf_affine_from_code(opts->affine, &a))
+            return qf_err_set(err, QF_EINVAL, "unknown affine type (code %d)", opts->affine);
+        if (opts->imatrix)
+            return qf_err_set(err, QF_EINVAL, "%s: the affine type %s takes no importance matrix",
+                              opts->imatrix, qf_affine_name(a));
+        if (opts->source_types)
+            return qf_err_set(err, QF_EINVAL, "a size budget chooses ggml types, not %s",
+                              qf_affine_name(a));
+    } else if (qf_mix_default_type(opts->ftype) < 0)
         return qf_err_set(err, QF_EINVAL, "unknown mix (ftype %d)", opts->ftype);
     if (opts->threads < 1)
         return qf_err_set(err, QF_EINVAL, "threads must be at least 1");
@@ -260,6 +300,8 @@ int qf_quantize_plan(const qf_source *src, const qf_quantize_opts *opts, qf_quan
         return qf_err_set(err, QF_ENOMEM, "out of memory");
     q->src = src;
     q->o = *opts;
+    if (opts->affine >= 0) /* the F16 mix decides which tensors are converted */
+        q->o.ftype = QF_FTYPE_F16;
     q->nt = n;
     q->t = calloc((size_t)(n ? n : 1), sizeof *q->t);
     q->weights = calloc((size_t)(n ? n : 1), sizeof *q->weights);
@@ -296,7 +338,7 @@ int qf_quantize_plan(const qf_source *src, const qf_quantize_opts *opts, qf_quan
     if (opts->imatrix && (rc = qf_imatrix_open(opts->imatrix, &q->im, err)) != 0)
         goto done;
 
-    mo.ftype = opts->ftype;
+    mo.ftype = q->o.ftype;
     mo.pure = opts->pure;
     mo.leave_output_tensor = opts->leave_output_tensor;
     mo.has_imatrix = q->im && qf_imatrix_count(q->im) > 0;
@@ -333,6 +375,22 @@ int qf_quantize_plan(const qf_source *src, const qf_quantize_opts *opts, qf_quan
             c.pattern = NULL;
             t->budget = 1;
         }
+        if (opts->affine >= 0 &&
+            (c.why == QF_MIX_DEFAULT || c.why == QF_MIX_RULE || c.why == QF_MIX_PURE)) {
+            qf_affine a;
+            (void)qf_affine_from_code(opts->affine, &a);
+            c.wanted = opts->affine;
+            c.type = opts->affine;
+            c.fallback = st->ne[0] > INT64_MAX || qf_affine_row_size(a, (int64_t)st->ne[0]) == 0;
+            if (c.fallback) { /* int8-ch takes any row length */
+                a.bits = 8;
+                a.group = 0;
+                c.type = qf_affine_code(a);
+            }
+            c.llama_fails = 0;
+            c.quantize = 1;
+            c.pattern = NULL;
+        }
         t->name = st->name;
         t->source_index = ord[i].index;
         t->in_type = st->type;
@@ -347,10 +405,10 @@ int qf_quantize_plan(const qf_source *src, const qf_quantize_opts *opts, qf_quan
         memcpy(t->ne, st->ne, sizeof t->ne);
         t->n_elements = st->ne[0] * st->n_rows;
         t->in_bytes = st->nbytes;
-        if ((rc = qf_ggml_row_size(t->type, t->ne[0], &row_bytes)) != 0) {
+        if ((rc = type_row_size(t->type, t->ne[0], &row_bytes)) != 0) {
             rc = qf_err_set(err, rc, "%s: tensor \"%s\": bad row length %llu for %s",
                             qf_source_path(src), t->name, (unsigned long long)t->ne[0],
-                            qf_ggml_type_name(t->type));
+                            qf_quantize_type_name(t->type));
             goto done;
         }
         t->out_bytes = row_bytes * st->n_rows;
@@ -359,7 +417,7 @@ int qf_quantize_plan(const qf_source *src, const qf_quantize_opts *opts, qf_quan
             if (!is_float_type(st->type) && !(tr && tr->is_quantized)) {
                 rc = qf_err_set(err, QF_EUNSUPPORTED, "%s: tensor \"%s\": cannot convert type %s to %s",
                                 qf_source_path(src), t->name, qf_ggml_type_name(st->type),
-                                qf_ggml_type_name(t->type));
+                                qf_quantize_type_name(t->type));
                 goto done;
             }
             if (tr && tr->is_quantized) {
@@ -381,7 +439,9 @@ int qf_quantize_plan(const qf_source *src, const qf_quantize_opts *opts, qf_quan
         }
         if ((rc = plan_weights(q, i, err)) != 0)
             goto done;
-        if ((rc = qf_gguf_writer_add_tensor(q->w, t->name, t->type, t->n_dims, t->ne, err)) != 0)
+        if (t->type >= QF_AFFINE_CODE_BASE) /* no GGUF form: declared on the QFM writer */
+            q->has_affine = 1;
+        else if ((rc = qf_gguf_writer_add_tensor(q->w, t->name, t->type, t->n_dims, t->ne, err)) != 0)
             goto done;
     }
     *out = q;
@@ -443,12 +503,25 @@ static int64_t first_bad(const float *x, uint64_t nrows, uint64_t n, uint64_t *c
     return -1;
 }
 
+/* The first row of rows x[0..nrows) of n that affine type a refuses (a group
+ * out of F16 range), or -1. */
+static int64_t first_affine_bad(qf_affine a, const float *x, uint64_t nrows, uint64_t n, uint8_t *o,
+                                uint64_t row_bytes)
+{
+    for (uint64_t r = 0; r < nrows; r++)
+        if (qf_affine_quantize(a, x + r * n, o + r * row_bytes, 1, (int64_t)n) != 0)
+            return (int64_t)r;
+    return -1;
+}
+
 static int job_rows(void *ctx, int64_t begin, int64_t end, int worker)
 {
     job *j = ctx;
     const qf_quantize_tensor *t = j->t;
     const uint64_t ne0 = t->ne[0];
     uint64_t b = (uint64_t)begin;
+    qf_affine a;
+    const int affine = qf_affine_from_code(t->type, &a);
     (void)worker;
 
     while (b < (uint64_t)end) {
@@ -472,9 +545,11 @@ static int job_rows(void *ctx, int64_t begin, int64_t end, int worker)
                      le.msg[0] ? le.msg : qf_err_name(rc));
             return rc;
         }
-        /* the block quantizers refuse NaN/Inf themselves; plain types do not */
-        rc = is_float_type(t->type) ? QF_EINVAL : 0;
-        if (!rc)
+        /* the block and affine quantizers refuse NaN/Inf themselves; plain
+         * types do not */
+        if (affine)
+            rc = qf_affine_quantize(a, f, o, (int64_t)(e - b), (int64_t)ne0);
+        else if (!(rc = is_float_type(t->type) ? QF_EINVAL : 0))
             rc = qf_quant_rows(t->type, f, o, (int64_t)(e - b), (int64_t)ne0, w);
         if (rc && (bad = first_bad(f, e - b, ne0, &col, &val)) >= 0) {
             job_fail(j, row + (uint64_t)bad, QF_EINVAL, "tensor \"%s\": row %llu: %s at column %llu",
@@ -482,15 +557,22 @@ static int job_rows(void *ctx, int64_t begin, int64_t end, int worker)
                      isnan(val) ? "NaN" : "infinity", (unsigned long long)col);
             return QF_EINVAL;
         }
-        if (rc && is_float_type(t->type))
+        if (rc && affine && (bad = first_affine_bad(a, f, e - b, ne0, o, j->row_bytes)) >= 0) {
+            job_fail(j, row + (uint64_t)bad, QF_EINVAL,
+                     "tensor \"%s\": row %llu: its values do not fit %s (a group's F16 bias or "
+                     "scale would overflow)",
+                     t->name, (unsigned long long)(row + (uint64_t)bad), qf_affine_name(a));
+            return QF_EINVAL;
+        }
+        if (rc && !affine && is_float_type(t->type))
             rc = qf_quant_rows(t->type, f, o, (int64_t)(e - b), (int64_t)ne0, w);
         if (rc) {
             job_fail(j, row, rc, "tensor \"%s\": rows %llu..%llu: cannot quantize to %s", t->name,
                      (unsigned long long)row, (unsigned long long)(row + (e - b) - 1),
-                     qf_ggml_type_name(t->type));
+                     qf_quantize_type_name(t->type));
             return rc;
         }
-        if ((bad = qf_quant_check_rows(t->type, o, (int64_t)(e - b), (int64_t)ne0)) >= 0) {
+        if (!affine && (bad = qf_quant_check_rows(t->type, o, (int64_t)(e - b), (int64_t)ne0)) >= 0) {
             job_fail(j, row + (uint64_t)bad, QF_EINVAL,
                      "tensor \"%s\": row %llu: its values do not fit %s (the output would hold "
                      "NaN or infinity)",
@@ -507,10 +589,24 @@ static const char *writer_tensor_name(const void *w, int64_t i)
     return qf_gguf_writer_tensor_name(w, i);
 }
 
+/* Where tensor bytes go: the GGUF writer or the QFM writer. */
+typedef int (*emit_fn)(void *ctx, const void *data, uint64_t n, qf_err *err);
+
+static int emit_gguf(void *ctx, const void *data, uint64_t n, qf_err *err)
+{
+    return qf_gguf_writer_write(ctx, data, n, err);
+}
+
+static int emit_qfm(void *ctx, const void *data, uint64_t n, qf_err *err)
+{
+    return qf_qfm_writer_write(ctx, data, n, err);
+}
+
 /* Copy tensor t as stored: straight from the mapping, or (a folder) its F32
  * rows. */
-static int write_copy(qf_quantize *q, const qf_quantize_tensor *t, float *buf, uint64_t *done,
-                      uint64_t total, qf_progress_fn progress, void *pctx, qf_err *err)
+static int write_copy(qf_quantize *q, const qf_quantize_tensor *t, float *buf, emit_fn emit,
+                      void *ectx, uint64_t *done, uint64_t total, qf_progress_fn progress,
+                      void *pctx, qf_err *err)
 {
     const qf_source_tensor *st = qf_source_tensor_at(q->src, t->source_index);
     uint64_t off, rows = st->n_rows, per, r0;
@@ -519,7 +615,7 @@ static int write_copy(qf_quantize *q, const qf_quantize_tensor *t, float *buf, u
     if (st->data) {
         for (off = 0; off < st->nbytes; off += COPY_BYTES) {
             uint64_t n = st->nbytes - off < COPY_BYTES ? st->nbytes - off : COPY_BYTES;
-            if ((rc = qf_gguf_writer_write(q->w, st->data + off, n, err)) != 0)
+            if ((rc = emit(ectx, st->data + off, n, err)) != 0)
                 return rc;
             *done += n;
             if (progress)
@@ -534,7 +630,7 @@ static int write_copy(qf_quantize *q, const qf_quantize_tensor *t, float *buf, u
         for (off = 0, rc = 0; off < st->nbytes && rc == 0; off += COPY_BYTES) {
             uint64_t n = st->nbytes - off < COPY_BYTES ? st->nbytes - off : COPY_BYTES;
             if ((rc = qf_source_read_bytes(q->src, t->source_index, off, n, tmp, err)) == 0 &&
-                (rc = qf_gguf_writer_write(q->w, tmp, n, err)) == 0) {
+                (rc = emit(ectx, tmp, n, err)) == 0) {
                 *done += n;
                 if (progress)
                     progress(pctx, *done, total);
@@ -550,7 +646,7 @@ static int write_copy(qf_quantize *q, const qf_quantize_tensor *t, float *buf, u
     for (r0 = 0; r0 < rows; r0 += per) {
         uint64_t n = rows - r0 < per ? rows - r0 : per;
         if ((rc = qf_source_rows_f32(q->src, t->source_index, r0, n, buf, err)) != 0 ||
-            (rc = qf_gguf_writer_write(q->w, buf, n * t->ne[0] * sizeof(float), err)) != 0)
+            (rc = emit(ectx, buf, n * t->ne[0] * sizeof(float), err)) != 0)
             return rc;
         *done += n * t->ne[0] * sizeof(float);
         if (progress)
@@ -559,26 +655,30 @@ static int write_copy(qf_quantize *q, const qf_quantize_tensor *t, float *buf, u
     return 0;
 }
 
-int qf_quantize_write(qf_quantize *q, const char *path, int flags, const char *manifest_path,
-                      qf_progress_fn progress, void *pctx, qf_err *err)
+/* Every planned tensor, in order, into emit: copied, or quantized a chunk
+ * of rows at a time on the plan's threads. */
+static int emit_tensors(qf_quantize *q, emit_fn emit, void *ectx, qf_progress_fn progress,
+                        void *pctx, qf_err *err)
 {
     float *f32 = NULL;
     uint8_t *obuf = NULL;
-    uint64_t max_elems = CHUNK_ELEMS, total = 0, done_bytes = 0;
+    uint64_t max_elems = CHUNK_ELEMS, max_out = 1, total = 0, done_bytes = 0;
     job j;
     int64_t i;
     int rc = 0, lock_ok = 0;
 
-    if (q->used || !q->w)
-        return qf_err_set(err, QF_EINVAL, "a quantization plan is written at most once");
-    q->used = 1;
     for (i = 0; i < q->nt; i++) {
-        total += q->t[i].out_bytes;
-        if (q->t[i].ne[0] > max_elems)
-            max_elems = q->t[i].ne[0];
+        const qf_quantize_tensor *t = &q->t[i];
+        uint64_t rows = t->ne[1] * t->ne[2] * t->ne[3];
+        uint64_t per = CHUNK_ELEMS / t->ne[0] ? CHUNK_ELEMS / t->ne[0] : 1;
+        total += t->out_bytes;
+        if (t->ne[0] > max_elems)
+            max_elems = t->ne[0];
+        if (t->quantize && (per < rows ? per : rows) * (t->out_bytes / rows) > max_out)
+            max_out = (per < rows ? per : rows) * (t->out_bytes / rows);
     }
     f32 = malloc((size_t)max_elems * sizeof(float));
-    obuf = malloc((size_t)max_elems * sizeof(float));
+    obuf = malloc((size_t)max_out); /* a chunk's output: about its F32 input or less */
     if (!f32 || !obuf) {
         rc = qf_err_set(err, QF_ENOMEM, "out of memory");
         goto done;
@@ -589,17 +689,13 @@ int qf_quantize_write(qf_quantize *q, const char *path, int flags, const char *m
         goto done;
     }
     lock_ok = 1;
-    if (manifest_path && (rc = qf_gguf_writer_hash(q->w, err)) != 0)
-        goto done;
-    if ((rc = qf_gguf_writer_begin(q->w, path, flags, err)) != 0)
-        goto done;
 
     for (i = 0; i < q->nt; i++) {
         const qf_quantize_tensor *t = &q->t[i];
         uint64_t rows = t->ne[1] * t->ne[2] * t->ne[3], per, r0, task;
 
         if (!t->quantize) {
-            rc = write_copy(q, t, f32, &done_bytes, total, progress, pctx, err);
+            rc = write_copy(q, t, f32, emit, ectx, &done_bytes, total, progress, pctx, err);
             qf_source_release(q->src, t->source_index);
             if (rc)
                 goto done;
@@ -628,7 +724,7 @@ int qf_quantize_write(qf_quantize *q, const char *path, int flags, const char *m
                                     t->name, qf_err_name(rc));
                 goto done;
             }
-            if ((rc = qf_gguf_writer_write(q->w, obuf, n * j.row_bytes, err)) != 0)
+            if ((rc = emit(ectx, obuf, n * j.row_bytes, err)) != 0)
                 goto done;
             qf_source_release_rows(q->src, t->source_index, r0, n);
             done_bytes += n * j.row_bytes;
@@ -637,7 +733,30 @@ int qf_quantize_write(qf_quantize *q, const char *path, int flags, const char *m
         }
         qf_source_release(q->src, t->source_index);
     }
-    if ((rc = qf_gguf_writer_finish(q->w, err)) != 0)
+done:
+    if (lock_ok)
+        pthread_mutex_destroy(&j.lock);
+    free(f32);
+    free(obuf);
+    return rc;
+}
+
+int qf_quantize_write(qf_quantize *q, const char *path, int flags, const char *manifest_path,
+                      qf_progress_fn progress, void *pctx, qf_err *err)
+{
+    int rc = 0;
+
+    if (q->used || !q->w)
+        return qf_err_set(err, QF_EINVAL, "a quantization plan is written at most once");
+    if (q->has_affine)
+        return qf_err_set(err, QF_EINVAL, "%s: the affine types have no GGUF form: write a QFM",
+                          path);
+    q->used = 1;
+    if (manifest_path && (rc = qf_gguf_writer_hash(q->w, err)) != 0)
+        goto done;
+    if ((rc = qf_gguf_writer_begin(q->w, path, flags, err)) != 0 ||
+        (rc = emit_tensors(q, emit_gguf, q->w, progress, pctx, err)) != 0 ||
+        (rc = qf_gguf_writer_finish(q->w, err)) != 0)
         goto done;
     if (manifest_path) {
         qf_digest_list d;
@@ -653,9 +772,153 @@ done:
         qf_gguf_writer_free(q->w);
         q->w = NULL;
     }
-    if (lock_ok)
-        pthread_mutex_destroy(&j.lock);
-    free(f32);
-    free(obuf);
+    return rc;
+}
+
+/* ---------------------------------------------------------------------
+ * QFM output
+ * ------------------------------------------------------------------- */
+
+void qf_quantize_qfm_opts_init(qf_quantize_qfm_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->qfm.codec = QF_QFM_ZSTD;
+    o->qfm.level = QF_QFM_DEFAULT_LEVEL;
+}
+
+/* cJSON_Add*ToObject return NULL when out of memory. */
+#define JSON_OK(x) do { if (!(x)) goto nomem; } while (0)
+
+/* The recipe object (see qf_quantize_write_qfm) as compact JSON text (owned
+ * by the caller: free). */
+static int build_recipe(const qf_quantize *q, const qf_quantize_qfm_opts *o, char **out, qf_err *err)
+{
+    cJSON *r = cJSON_CreateObject(), *opt, *arr, *x;
+    qf_affine a;
+    const char *type = o->type_name;
+    int64_t i;
+    int rc = 0;
+
+    *out = NULL;
+    if (!r)
+        goto nomem;
+    if (!type)
+        type = q->o.affine >= 0 && qf_affine_from_code(q->o.affine, &a) ? qf_affine_name(a)
+                                                                        : qf_mix_name(q->o.ftype);
+    JSON_OK(cJSON_AddStringToObject(r, "type", type ? type : "?"));
+    JSON_OK(cJSON_AddNumberToObject(r, "ftype", q->o.ftype));
+    JSON_OK(opt = cJSON_AddObjectToObject(r, "options"));
+    if (q->o.pure)
+        JSON_OK(cJSON_AddBoolToObject(opt, "pure", 1));
+    if (q->o.leave_output_tensor)
+        JSON_OK(cJSON_AddBoolToObject(opt, "leave_output_tensor", 1));
+    if (q->o.allow_requantize)
+        JSON_OK(cJSON_AddBoolToObject(opt, "allow_requantize", 1));
+    if (q->o.output_tensor_type >= 0)
+        JSON_OK(cJSON_AddStringToObject(opt, "output_tensor_type",
+                                        qf_ggml_type_name(q->o.output_tensor_type)));
+    if (q->o.token_embedding_type >= 0)
+        JSON_OK(cJSON_AddStringToObject(opt, "token_embedding_type",
+                                        qf_ggml_type_name(q->o.token_embedding_type)));
+    if (q->o.n_tensor_types > 0) {
+        JSON_OK(arr = cJSON_AddArrayToObject(opt, "tensor_types"));
+        for (i = 0; i < q->o.n_tensor_types; i++) {
+            JSON_OK(x = cJSON_CreateString(q->o.tensor_types[i]));
+            cJSON_AddItemToArray(arr, x);
+        }
+    }
+    if (q->im) {
+        char hex[QF_SHA256_HEX];
+        uint64_t size;
+        const char *ds = qf_imatrix_dataset(q->im);
+        cJSON *im;
+        if ((rc = qf_qfm_hash_file(q->o.imatrix, hex, &size, err)) != 0)
+            goto done;
+        JSON_OK(im = cJSON_AddObjectToObject(r, "imatrix"));
+        JSON_OK(cJSON_AddStringToObject(im, "file", q->o.imatrix));
+        JSON_OK(cJSON_AddStringToObject(im, "sha256", hex));
+        JSON_OK(cJSON_AddNumberToObject(im, "bytes", (double)size));
+        JSON_OK(cJSON_AddNumberToObject(im, "entries", (double)qf_imatrix_count(q->im)));
+        JSON_OK(cJSON_AddNumberToObject(im, "chunks", qf_imatrix_last_chunk(q->im)));
+        if (ds && *ds)
+            JSON_OK(cJSON_AddStringToObject(im, "dataset", ds));
+    }
+    if (o->budget_json) {
+        cJSON *b = cJSON_Parse(o->budget_json);
+        if (!b || !cJSON_IsObject(b)) {
+            cJSON_Delete(b);
+            rc = qf_err_set(err, QF_EINVAL, "recipe: the budget summary is not a JSON object");
+            goto done;
+        }
+        cJSON_AddItemToObject(r, "budget", b);
+    }
+    JSON_OK(arr = cJSON_AddArrayToObject(r, "tensors"));
+    for (i = 0; i < q->nt; i++) {
+        const qf_quantize_tensor *t = &q->t[i];
+        JSON_OK(x = cJSON_CreateObject());
+        cJSON_AddItemToArray(arr, x);
+        JSON_OK(cJSON_AddStringToObject(x, "name", t->name));
+        JSON_OK(cJSON_AddStringToObject(x, "type", qf_quantize_type_name(t->type)));
+        JSON_OK(cJSON_AddStringToObject(x, "from", qf_ggml_type_name(t->in_type)));
+        if (t->fallback)
+            JSON_OK(cJSON_AddStringToObject(x, "fallback_from", qf_quantize_type_name(t->wanted)));
+        if (t->imatrix)
+            JSON_OK(cJSON_AddBoolToObject(x, "imatrix", 1));
+    }
+    JSON_OK(*out = cJSON_PrintUnformatted(r));
+    goto done;
+nomem:
+    rc = qf_err_set(err, QF_ENOMEM, "out of memory");
+done:
+    cJSON_Delete(r);
+    return rc;
+}
+
+int qf_quantize_write_qfm(qf_quantize *q, const char *path, int flags,
+                          const qf_quantize_qfm_opts *o, qf_progress_fn progress, void *pctx,
+                          qf_err *err)
+{
+    qf_qfm_writer *w = NULL;
+    qf_gguf_writer *meta;
+    qf_qfm_opts qo = o->qfm;
+    const char *src_path = qf_source_path(q->src);
+    char *recipe = NULL;
+    int64_t i;
+    int rc;
+
+    if (q->used || !q->w)
+        return qf_err_set(err, QF_EINVAL, "a quantization plan is written at most once");
+    q->used = 1;
+    if (qo.threads <= 0)
+        qo.threads = q->o.threads;
+    if ((rc = qf_qfm_writer_new(NULL, &qo, &w, err)) != 0)
+        goto done;
+    meta = qf_qfm_writer_metadata(w);
+    for (i = 0; i < qf_gguf_writer_kv_count(q->w); i++) {
+        qf_gguf_val v;
+        qf_gguf_writer_kv_value(q->w, i, &v);
+        if ((rc = qf_gguf_writer_set_raw(meta, qf_gguf_writer_kv_key(q->w, i), v.type, v.raw,
+                                         v.raw_len, err)) != 0)
+            goto done;
+    }
+    for (i = 0; i < q->nt; i++) {
+        const qf_quantize_tensor *t = &q->t[i];
+        if ((rc = qf_qfm_writer_add_tensor(w, t->name, qf_quantize_type_name(t->type), t->n_dims,
+                                           t->ne, t->out_bytes, err)) != 0)
+            goto done;
+    }
+    if ((rc = qf_qfm_set_basic_provenance(w, o->sources ? o->sources : &src_path,
+                                          o->sources ? o->n_sources : 1, o->argc, o->argv,
+                                          err)) != 0 ||
+        (rc = build_recipe(q, o, &recipe, err)) != 0 ||
+        (rc = qf_qfm_writer_set_provenance(w, "recipe", recipe, err)) != 0 ||
+        (rc = qf_qfm_writer_begin(w, path, flags, err)) != 0 ||
+        (rc = emit_tensors(q, emit_qfm, w, progress, pctx, err)) != 0 ||
+        (rc = qf_qfm_writer_finish(w, err)) != 0)
+        goto done;
+    q->qfm_size = qf_qfm_writer_file_size(w);
+done:
+    free(recipe);
+    qf_qfm_writer_free(w);
     return rc;
 }

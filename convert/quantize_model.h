@@ -28,6 +28,17 @@
  *              row checked for NaN/Inf before it is written. Tensors that
  *              keep their type are copied byte for byte.
  *
+ * QFM output (qf_quantize_write_qfm): the same metadata, tensors and bytes,
+ * in a QFM (formats/qfm.h) whose provenance holds the recipe; exporting it
+ * gives back the GGUF qf_quantize_write writes. Only a QFM can hold QFM's
+ * affine types (quantize/affine.h, opts.affine): then every tensor the F16
+ * mix converts (2-D weights, token_embd and output included; norms and 1-D
+ * tensors keep their type) gets the affine type, or int8-ch when its row
+ * length is not a multiple of the group (a fallback, as the mixes'), except
+ * where --tensor-type, --output-tensor-type or --token-embedding-type name
+ * a ggml type; general.file_type is 1 (F16), the type of F16's mix, as no
+ * llama.cpp ftype names these types (such a file has no GGUF form).
+ *
  * An HF folder is read as its F32 conversion, so folder -> TYPE gives the
  * same bytes as folder -> F32 GGUF -> TYPE. Memory: a chunk of rows per
  * write (about 16 MiB of F32 and its output), whatever the model's size; the
@@ -42,9 +53,13 @@
 #include "convert/source.h"
 #include "formats/error.h"
 #include "formats/gguf.h"
+#include "formats/qfm.h"
 
 typedef struct qf_quantize_opts {
-    int ftype;                        /* the mix (quantize/mix.h) */
+    int ftype;                        /* the mix (quantize/mix.h); ignored with `affine` */
+    int affine;                       /* an affine type code (QF_AFFINE_CODE_BASE + i,
+                                       * quantize/affine.h) instead of a mix, or -1; no
+                                       * imatrix or source_types with it */
     int threads;                      /* >= 1; the output does not depend on it */
     int pure;                         /* --pure */
     int leave_output_tensor;          /* --leave-output-tensor */
@@ -65,7 +80,7 @@ typedef struct qf_quantize_opts {
     void *extra_kv_ctx;
 } qf_quantize_opts;
 
-/* Defaults: ftype -1 (to be set), 1 thread, no options, types -1, no
+/* Defaults: ftype -1 (to be set), affine -1, 1 thread, no options, types -1, no
  * source_types or extra_kv. */
 void qf_quantize_opts_init(qf_quantize_opts *o);
 
@@ -74,7 +89,7 @@ typedef struct qf_quantize_tensor {
     const char *name;
     int64_t source_index;  /* index in the source */
     int in_type;           /* ggml type stored in the source (F32 for a folder) */
-    int type;              /* ggml type written */
+    int type;              /* ggml type written, or an affine type code (>= QF_AFFINE_CODE_BASE) */
     int wanted;            /* type asked for before a fallback (== type if none) */
     int quantize;          /* 1: converted from F32 rows; 0: copied as stored */
     int fallback;          /* 1: the row length forced another type than `wanted` */
@@ -99,7 +114,8 @@ typedef struct qf_quantize_totals {
     uint64_t n_elements;
     uint64_t in_bytes;   /* tensor data of the source as stored */
     uint64_t out_bytes;  /* tensor data written, without padding */
-    uint64_t file_size;  /* the output file */
+    uint64_t file_size;  /* the GGUF file (0 when affine types leave no GGUF form); after
+                          * qf_quantize_write_qfm, the QFM file */
 } qf_quantize_totals;
 
 typedef struct qf_quantize qf_quantize;
@@ -123,6 +139,14 @@ int64_t qf_quantize_tensor_count(const qf_quantize *q);
 const qf_quantize_tensor *qf_quantize_tensor_at(const qf_quantize *q, int64_t i); /* NULL if out of range */
 void qf_quantize_get_totals(const qf_quantize *q, qf_quantize_totals *t);
 
+/* The name of a plan's tensor type: a ggml name ("Q4_K") or an affine one
+ * ("int4-g64"); "?" for anything else. Static. */
+const char *qf_quantize_type_name(int type);
+
+/* 1 if some tensor of the plan gets an affine type (then only
+ * qf_quantize_write_qfm can write it), else 0. */
+int qf_quantize_has_affine(const qf_quantize *q);
+
 /* The metadata the output will hold, in order (borrowed). */
 const qf_gguf_writer *qf_quantize_metadata(const qf_quantize *q);
 
@@ -138,9 +162,49 @@ int qf_quantize_imatrix_info(const qf_quantize *q, int64_t *entries, int64_t *ch
  * be NULL) is called from the calling thread with output bytes written and
  * the total. A plan is written at most once. Returns 0 or a negative code:
  * QF_EINVAL with "tensor "X": row R: ..." for NaN/Inf in the input or a value
- * the output type cannot hold; I/O errors. On failure nothing is left behind.
+ * the output type cannot hold, or for a plan with affine types (QFM only);
+ * I/O errors. On failure nothing is left behind.
  */
 int qf_quantize_write(qf_quantize *q, const char *path, int flags, const char *manifest_path,
                       qf_progress_fn progress, void *progress_ctx, qf_err *err);
+
+/* How a plan goes into a QFM (plain value struct; pointers borrowed). */
+typedef struct qf_quantize_qfm_opts {
+    qf_qfm_opts qfm;            /* codec, level, frame size; threads 0: the plan's threads */
+    const char *type_name;      /* the recipe's "type" (the TYPE as asked, "Q4_K_M"); NULL:
+                                 * the mix's or the affine type's name */
+    const char *const *sources; /* input paths hashed into the provenance ("sources"); NULL:
+                                 * the source's path */
+    int n_sources;
+    int argc;                   /* the command line for the provenance (0 / NULL: none) */
+    char **argv;
+    const char *budget_json;    /* a JSON object for the recipe's "budget" (a size budget's
+                                 * summary), or NULL */
+} qf_quantize_qfm_opts;
+
+void qf_quantize_qfm_opts_init(qf_quantize_qfm_opts *o); /* zstd, default level, no extras */
+
+/*
+ * Write the plan as a QFM at `path` (atomic; flags as qf_out_open): the
+ * metadata and tensors qf_quantize_write would write (affine types too),
+ * streamed in the same bounded memory, compressed as `o->qfm` says. The
+ * provenance holds "sources" (each with its SHA-256), "command_line",
+ * "qforge_version", "created" (qf_qfm_set_basic_provenance) and "recipe":
+ *
+ *   {"type": "Q4_K_M", "ftype": 15,                 the mix (or affine type)
+ *    "options": {"pure": true, "tensor_types": ["attn_v=Q8_0"], ...}
+ *                                                  only the options given
+ *    "imatrix": {"file": "x.dat", "sha256": "...", "entries": 40,
+ *                "chunks": 100, "dataset": "..."}  with an imatrix
+ *    "budget": {...},                              o->budget_json
+ *    "tensors": [{"name": "output.weight", "type": "Q6_K", "from": "F32"},
+ *                {"name": "...", "type": "int8-ch", "from": "F32",
+ *                 "fallback_from": "int4-g64"}, ...]}   every tensor, in order
+ *
+ * Progress and failures as qf_quantize_write; at most once per plan.
+ */
+int qf_quantize_write_qfm(qf_quantize *q, const char *path, int flags,
+                          const qf_quantize_qfm_opts *o, qf_progress_fn progress,
+                          void *progress_ctx, qf_err *err);
 
 #endif /* QF_QUANTIZE_MODEL_H */

@@ -18,6 +18,7 @@ static const struct {
     { "int8-g32", { 8, 32 } },  { "int8-g64", { 8, 64 } }, { "int8-g128", { 8, 128 } },
     { "int8-ch", { 8, 0 } },
 };
+_Static_assert(sizeof names / sizeof names[0] == QF_AFFINE_CODE_COUNT, "one code per type");
 
 int qf_affine_parse(const char *name, qf_affine *t)
 {
@@ -38,6 +39,23 @@ const char *qf_affine_name(qf_affine t)
         if (names[i].t.bits == t.bits && names[i].t.group == t.group)
             return names[i].name;
     return NULL;
+}
+
+int qf_affine_code(qf_affine t)
+{
+    size_t i;
+    for (i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (names[i].t.bits == t.bits && names[i].t.group == t.group)
+            return QF_AFFINE_CODE_BASE + (int)i;
+    return -1;
+}
+
+int qf_affine_from_code(int code, qf_affine *t)
+{
+    if (code < QF_AFFINE_CODE_BASE || code >= QF_AFFINE_CODE_BASE + QF_AFFINE_CODE_COUNT)
+        return 0;
+    *t = names[code - QF_AFFINE_CODE_BASE].t;
+    return 1;
 }
 
 uint64_t qf_affine_row_size(qf_affine t, int64_t n)

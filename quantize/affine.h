@@ -75,6 +75,22 @@ int qf_affine_parse(const char *name, qf_affine *t);
  * one of the seven types. */
 const char *qf_affine_name(qf_affine t);
 
+/*
+ * Type codes: one int that holds either a ggml type id (formats/types.h,
+ * all below 64) or an affine type, so a table of tensor types (a
+ * quantization plan's, convert/quantize_model.h) can hold both. The code of
+ * the i-th type in the order int4-g32, int4-g64, int4-g128, int8-g32,
+ * int8-g64, int8-g128, int8-ch is QF_AFFINE_CODE_BASE + i.
+ */
+#define QF_AFFINE_CODE_BASE 1024
+#define QF_AFFINE_CODE_COUNT 7
+
+/* The code of t, or -1 if t is not one of the seven types. */
+int qf_affine_code(qf_affine t);
+
+/* 1 and *t set if `code` is an affine type code, else 0 (*t untouched). */
+int qf_affine_from_code(int code, qf_affine *t);
+
 /* Bytes of one row of n columns, or 0 when t is invalid, n <= 0 or n is
  * not a multiple of t's group. */
 uint64_t qf_affine_row_size(qf_affine t, int64_t n);

@@ -639,6 +639,30 @@ static void test_unaligned_buffers(void **state)
     }
 }
 
+/* Type codes: distinct, above every ggml id, in the documented order, and
+ * back to the same type; anything else is not a code. */
+static void test_codes(void **state)
+{
+    qf_affine t, u = { 0, 0 };
+    size_t k;
+    (void)state;
+    for (k = 0; k < sizeof ALL / sizeof ALL[0]; k++) {
+        int c = qf_affine_code(type_of(ALL[k]));
+        assert_int_equal(c, QF_AFFINE_CODE_BASE + (int)k);
+        assert_true(c >= QF_GGML_TYPE_COUNT);
+        assert_int_equal(qf_affine_from_code(c, &t), 1);
+        assert_string_equal(qf_affine_name(t), ALL[k]);
+    }
+    assert_int_equal(QF_AFFINE_CODE_COUNT, (int)(sizeof ALL / sizeof ALL[0]));
+    t.bits = 4;
+    t.group = 16;
+    assert_int_equal(qf_affine_code(t), -1);
+    assert_int_equal(qf_affine_from_code(QF_AFFINE_CODE_BASE - 1, &u), 0);
+    assert_int_equal(qf_affine_from_code(QF_AFFINE_CODE_BASE + QF_AFFINE_CODE_COUNT, &u), 0);
+    assert_int_equal(qf_affine_from_code(QF_GGML_Q8_0, &u), 0);
+    assert_int_equal(u.bits, 0); /* untouched */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -651,7 +675,7 @@ int main(void)
         cmocka_unit_test(test_f16_range),        cmocka_unit_test(test_subnormal_int8_ch),
         cmocka_unit_test(test_nan_inf_refused),  cmocka_unit_test(test_names),
         cmocka_unit_test(test_row_sizes),        cmocka_unit_test(test_invalid),
-        cmocka_unit_test(test_unaligned_buffers),
+        cmocka_unit_test(test_unaligned_buffers), cmocka_unit_test(test_codes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,6 +5,7 @@
  */
 #include <getopt.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,7 @@
 #include "convert/source.h"
 #include "formats/file.h"
 #include "formats/types.h"
+#include "quantize/affine.h"
 #include "quantize/mix.h"
 #include "quantize/quant.h"
 #include "tools/cli.h"
@@ -29,6 +31,7 @@ static void usage(FILE *f)
 
     fprintf(f,
             "Usage: qforge-quantize [options] IN OUT TYPE [NTHREADS]\n"
+            "       qforge-quantize [options] IN OUT.qfm TYPE|AFFINE [NTHREADS]\n"
             "       qforge-quantize [options] IN OUT --target-size SIZE | --target-bpw BPW |\n"
             "                       --max-memory SIZE [--ctx N]\n"
             "Quantize a model to one of llama.cpp's types, byte for byte as llama-quantize\n"
@@ -36,6 +39,11 @@ static void usage(FILE *f)
             "converted and quantized in one pass (the same bytes as converting to F32 first).\n"
             "With a size budget instead of TYPE, each tensor gets the type that makes the\n"
             "model's estimated error smallest within the budget (docs/budget.md).\n"
+            "With OUT ending in .qfm (or --format qfm) the output is a QFM (docs/qfm.md):\n"
+            "the same metadata and tensors (qforge-export gives back the very GGUF), every\n"
+            "tensor's SHA-256, and a provenance with the inputs' SHA-256, the command line\n"
+            "and the recipe (each tensor's type, the imatrix and its SHA-256, a budget's\n"
+            "summary). A QFM can also hold QFM's AFFINE integer types (below).\n"
             "\n"
             "Options:\n"
             "  -t, --threads N              threads (default: %d; NTHREADS does the same)\n"
@@ -55,6 +63,9 @@ static void usage(FILE *f)
             "      --checksum               also write OUT.sha256, the per-tensor manifest that\n"
             "                               qforge-sum --check reads (hashed while writing)\n"
             "      --json                   print the plan or the result as JSON on stdout\n"
+            "      --format FMT             gguf or qfm (default: qfm when OUT ends in .qfm)\n"
+            "      --codec CODEC            QFM: zstd (default) or raw (tensors usable in place)\n"
+            "      --level N                QFM: zstd level 1..22 (default: %d)\n"
             "  -f, --force                  replace OUT (and OUT.sha256) if it exists\n"
             "  -q, --quiet                  errors only\n"
             "  -v, --verbose                more messages (every fallback, imatrix misses)\n"
@@ -92,10 +103,12 @@ static void usage(FILE *f)
             "      --dry-run                print each tensor's type, bytes and estimated\n"
             "                               error, and the totals; write no model (OUT may\n"
             "                               be left out)\n"
+            "                               With a QFM OUT the budget counts the GGUF it\n"
+            "                               stands for (what qforge-export writes)\n"
             "\n"
             "Types (TYPE is a name, case-insensitive, or the number llama.cpp writes to\n"
             "general.file_type):\n",
-            qf_cli_default_threads(), QF_BUDGET_SAMPLE_ROWS);
+            qf_cli_default_threads(), QF_QFM_DEFAULT_LEVEL, QF_BUDGET_SAMPLE_ROWS);
     for (i = 0; (name = qf_mix_list(i, &ftype, &desc)) != NULL; i++)
         fprintf(f, "  %2d  or  %-7s : %s\n", ftype, name, desc);
     fprintf(f,
@@ -103,6 +116,20 @@ static void usage(FILE *f)
             "A type a tensor cannot take (its row length is not a multiple of the block size)\n"
             "falls back as llama.cpp's does (Q4_K -> Q5_0, Q6_K -> Q8_0, ...), and to F16\n"
             "where llama.cpp would stop; every such tensor is reported.\n"
+            "\n"
+            "AFFINE types (a QFM OUT only; quantize/affine.h draws the layouts):\n"
+            "  int4-g32, int4-g64, int4-g128  4-bit codes, an F16 scale and bias per group of\n"
+            "                                 32/64/128 columns: 5, 4.5, 4.25 bits per weight\n"
+            "  int8-g32, int8-g64, int8-g128  8-bit codes, likewise: 9, 8.5, 8.25 bits per weight\n"
+            "  int8-ch                        symmetric 8-bit, an F32 scale per row\n"
+            "Every tensor llama.cpp's mixes would quantize gets the type: the 2-D weights,\n"
+            "token_embd.weight and output.weight included; norms and 1-D tensors keep their\n"
+            "type. A tensor whose row length is not a multiple of the group is written\n"
+            "int8-ch instead (reported as a fallback). --tensor-type, --output-tensor-type\n"
+            "and --token-embedding-type still give ggml types to the tensors they name;\n"
+            "--imatrix does not apply. general.file_type is 1 (F16): no llama.cpp file type\n"
+            "names these types, and such a file has no GGUF form (qforge-export refuses it;\n"
+            "every qforge tool reads it).\n"
             "\n%s"
             "\nExit status: 0 written, 1 an error (nothing is left behind), 2 usage error.\n",
             qf_tool_archive_help);
@@ -149,12 +176,14 @@ static const char *why_text(const qf_quantize_tensor *t, char *buf, size_t cap)
     size_t o;
     if (!t->quantize && t->why != QF_MIX_KEPT)
         w = "already in this type";
+    if (t->wanted >= QF_AFFINE_CODE_BASE)
+        w = "affine type";
     o = (size_t)snprintf(buf, cap, "%s", w);
     if (t->pattern && o < cap)
         o += (size_t)snprintf(buf + o, cap - o, " /%s/", t->pattern);
     if (t->fallback && o < cap)
         o += (size_t)snprintf(buf + o, cap - o, "; fallback from %s (%" PRIu64 " columns)%s",
-                              qf_ggml_type_name(t->wanted), t->ne[0],
+                              qf_quantize_type_name(t->wanted), t->ne[0],
                               t->llama_fails ? ", where llama.cpp stops" : "");
     if (t->requantize && o < cap)
         o += (size_t)snprintf(buf + o, cap - o, "; requantized from %s", qf_ggml_type_name(t->in_type));
@@ -165,19 +194,25 @@ static const char *why_text(const qf_quantize_tensor *t, char *buf, size_t cap)
     return buf;
 }
 
-/* "Q5_0 x 20, Q8_0 x 10, F32 x 11": counts per written type, in type-id order. */
+/* "Q5_0 x 20, Q8_0 x 10, F32 x 11": counts per written type, in type-id
+ * order (ggml types, then the affine types). */
 static void type_counts(const qf_quantize *q, char *buf, size_t cap)
 {
-    int64_t counts[QF_GGML_TYPE_COUNT] = { 0 }, i;
+    enum { NT = QF_GGML_TYPE_COUNT + QF_AFFINE_CODE_COUNT };
+    int64_t counts[NT] = { 0 }, i;
     size_t o = 0;
     int t;
     buf[0] = '\0';
-    for (i = 0; i < qf_quantize_tensor_count(q); i++)
-        counts[qf_quantize_tensor_at(q, i)->type]++;
-    for (t = 0; t < QF_GGML_TYPE_COUNT; t++)
+    for (i = 0; i < qf_quantize_tensor_count(q); i++) {
+        t = qf_quantize_tensor_at(q, i)->type;
+        counts[t >= QF_AFFINE_CODE_BASE ? QF_GGML_TYPE_COUNT + t - QF_AFFINE_CODE_BASE : t]++;
+    }
+    for (t = 0; t < NT; t++)
         if (counts[t] && o < cap)
             o += (size_t)snprintf(buf + o, cap - o, "%s%s x %" PRId64, o ? ", " : "",
-                                  qf_ggml_type_name(t), counts[t]);
+                                  qf_quantize_type_name(t < QF_GGML_TYPE_COUNT ? t
+                                                        : QF_AFFINE_CODE_BASE + t - QF_GGML_TYPE_COUNT),
+                                  counts[t]);
 }
 
 static void warn_plan(const qf_quantize *q)
@@ -197,14 +232,14 @@ static void warn_plan(const qf_quantize *q)
         else if (t->fallback) {
             quiet_fb++;
             qf_cli_info(2, "fallback: tensor \"%s\": %" PRIu64 " columns, %s -> %s", t->name,
-                        t->ne[0], qf_ggml_type_name(t->wanted), qf_ggml_type_name(t->type));
+                        t->ne[0], qf_quantize_type_name(t->wanted), qf_quantize_type_name(t->type));
         }
         if (t->imatrix_missing)
             qf_cli_info(2, "imatrix: no entry for \"%s\": quantized without weights", t->name);
     }
     if (quiet_fb && qf_cli_verbosity < 2)
         qf_cli_info(1, "warning: %" PRId64 " tensor%s fell back to another type (rows not a "
-                    "multiple of the block size), as llama.cpp does; -v lists them",
+                    "multiple of the block size or group), as llama.cpp does; -v lists them",
                     quiet_fb, quiet_fb == 1 ? "" : "s");
     if (tt.n_requantized)
         qf_cli_info(1, "warning: %" PRId64 " tensor%s already quantized: dequantized and "
@@ -212,8 +247,8 @@ static void warn_plan(const qf_quantize *q)
                     tt.n_requantized == 1 ? " is" : "s are");
 }
 
-static void json_plan(const qf_quantize *q, const char *in, const char *out, int ftype,
-                      int written, double secs)
+static void json_plan(const qf_quantize *q, const char *in, const char *out, const char *tname,
+                      int ftype, int written, double secs)
 {
     int64_t i, n = qf_quantize_tensor_count(q), entries, chunks;
     const char *dataset;
@@ -233,7 +268,7 @@ static void json_plan(const qf_quantize *q, const char *in, const char *out, int
     qf_json_key(&j, "written");
     qf_json_bool(&j, written);
     qf_json_key(&j, "type");
-    qf_json_str(&j, qf_mix_name(ftype));
+    qf_json_str(&j, tname);
     qf_json_key(&j, "ftype");
     qf_json_i64(&j, ftype);
     qf_json_key(&j, "imatrix");
@@ -269,9 +304,9 @@ static void json_plan(const qf_quantize *q, const char *in, const char *out, int
         qf_json_key(&j, "in_type");
         qf_json_str(&j, qf_ggml_type_name(t->in_type));
         qf_json_key(&j, "type");
-        qf_json_str(&j, qf_ggml_type_name(t->type));
+        qf_json_str(&j, qf_quantize_type_name(t->type));
         qf_json_key(&j, "wanted");
-        qf_json_str(&j, qf_ggml_type_name(t->wanted));
+        qf_json_str(&j, qf_quantize_type_name(t->wanted));
         qf_json_key(&j, "bytes");
         qf_json_u64(&j, t->out_bytes);
         qf_json_key(&j, "bpw");
@@ -312,7 +347,10 @@ static void json_plan(const qf_quantize *q, const char *in, const char *out, int
     qf_json_key(&j, "bpw_out");
     qf_json_f64(&j, bpw(tt.out_bytes, tt.n_elements));
     qf_json_key(&j, "file_size");
-    qf_json_u64(&j, tt.file_size);
+    if (tt.file_size)
+        qf_json_u64(&j, tt.file_size);
+    else
+        qf_json_null(&j); /* affine types, not written yet: a QFM's size depends on its codec */
     if (written) {
         qf_json_key(&j, "seconds");
         qf_json_f64(&j, secs);
@@ -322,36 +360,43 @@ static void json_plan(const qf_quantize *q, const char *in, const char *out, int
     qf_json_end(&j);
 }
 
-static void print_plan(const qf_quantize *q, const char *in, int ftype)
+static void print_plan(const qf_quantize *q, const char *in, const char *tname)
 {
     int64_t i, n = qf_quantize_tensor_count(q);
     qf_quantize_totals tt;
     char a[32], b[32], c[32], d[32], sh[96], why[256], types[1024];
 
     qf_quantize_get_totals(q, &tt);
-    printf("%5s  %-34s %-16s %-6s %-6s %12s %6s  %s\n", "#", "tensor", "shape", "in", "type",
+    printf("%5s  %-34s %-16s %-6s %-9s %12s %6s  %s\n", "#", "tensor", "shape", "in", "type",
            "bytes", "bpw", "why");
     for (i = 0; i < n; i++) {
         const qf_quantize_tensor *t = qf_quantize_tensor_at(q, i);
-        printf("%5" PRId64 "  %-34s %-16s %-6s %-6s %12" PRIu64 " %6.2f  %s\n", i + 1, t->name,
-               shape(t, sh, sizeof sh), qf_ggml_type_name(t->in_type), qf_ggml_type_name(t->type),
+        printf("%5" PRId64 "  %-34s %-16s %-6s %-9s %12" PRIu64 " %6.2f  %s\n", i + 1, t->name,
+               shape(t, sh, sizeof sh), qf_ggml_type_name(t->in_type), qf_quantize_type_name(t->type),
                t->out_bytes, bpw(t->out_bytes, t->n_elements), why_text(t, why, sizeof why));
     }
     type_counts(q, types, sizeof types);
-    printf("\n%s -> %s: %s tensors (%s), %s weights\n", in, qf_mix_name(ftype),
+    printf("\n%s -> %s: %s tensors (%s), %s weights\n", in, tname,
            qf_cli_commas((uint64_t)tt.n_tensors, a, sizeof a), types,
            qf_cli_commas(tt.n_elements, b, sizeof b));
-    printf("tensor data %s -> %s bytes (%.2f -> %.2f bpw); file %s bytes (%.2f bpw)\n",
-           qf_cli_commas(tt.in_bytes, a, sizeof a), qf_cli_commas(tt.out_bytes, b, sizeof b),
-           bpw(tt.in_bytes, tt.n_elements), bpw(tt.out_bytes, tt.n_elements),
-           qf_cli_commas(tt.file_size, c, sizeof c), bpw(tt.file_size, tt.n_elements));
+    if (qf_quantize_has_affine(q))
+        printf("tensor data %s -> %s bytes (%.2f -> %.2f bpw); a QFM only (its size depends on "
+               "the codec)\n",
+               qf_cli_commas(tt.in_bytes, a, sizeof a), qf_cli_commas(tt.out_bytes, b, sizeof b),
+               bpw(tt.in_bytes, tt.n_elements), bpw(tt.out_bytes, tt.n_elements));
+    else
+        printf("tensor data %s -> %s bytes (%.2f -> %.2f bpw); file %s bytes (%.2f bpw)\n",
+               qf_cli_commas(tt.in_bytes, a, sizeof a), qf_cli_commas(tt.out_bytes, b, sizeof b),
+               bpw(tt.in_bytes, tt.n_elements), bpw(tt.out_bytes, tt.n_elements),
+               qf_cli_commas(tt.file_size, c, sizeof c), bpw(tt.file_size, tt.n_elements));
     if (tt.n_fallback)
         printf("fallbacks: %s (%s where llama.cpp stops)\n",
                qf_cli_commas((uint64_t)tt.n_fallback, d, sizeof d),
                qf_cli_commas((uint64_t)tt.n_llama_fails, a, sizeof a));
 }
 
-static void print_summary(const qf_quantize *q, const char *out, int ftype, double secs)
+static void print_summary(const qf_quantize *q, const char *out, const char *tname, int ftype,
+                          double secs)
 {
     qf_quantize_totals tt;
     char a[32], b[32], c[32], d[32], types[1024];
@@ -361,14 +406,14 @@ static void print_summary(const qf_quantize *q, const char *out, int ftype, doub
         return;
     qf_quantize_get_totals(q, &tt);
     type_counts(q, types, sizeof types);
-    qf_cli_info(1, "wrote %s: %s (general.file_type %d), %s bytes", out, qf_mix_name(ftype), ftype,
+    qf_cli_info(1, "wrote %s: %s (general.file_type %d), %s bytes", out, tname, ftype,
                 qf_cli_commas(tt.file_size, a, sizeof a));
     fprintf(stderr, "  tensors    %" PRId64 ": %s\n", tt.n_tensors, types);
     fprintf(stderr, "  size       %s -> %s (%.2f -> %.2f bits per weight)\n",
             qf_cli_human(tt.in_bytes, a, sizeof a), qf_cli_human(tt.out_bytes, b, sizeof b),
             bpw(tt.in_bytes, tt.n_elements), bpw(tt.out_bytes, tt.n_elements));
     if (tt.n_fallback)
-        fprintf(stderr, "  fallbacks  %" PRId64 " (rows not a multiple of the block size), %" PRId64
+        fprintf(stderr, "  fallbacks  %" PRId64 " (rows not a multiple of the block size or group), %" PRId64
                         " of them where llama.cpp stops\n",
                 tt.n_fallback, tt.n_llama_fails);
     if (qf_quantize_imatrix_info(q, &entries, &chunks, NULL))
@@ -378,6 +423,46 @@ static void print_summary(const qf_quantize *q, const char *out, int ftype, doub
     fprintf(stderr, "  time       %.2f s, %s/s of input (%s/s written)\n", secs,
             qf_cli_human(secs > 0 ? (uint64_t)((double)tt.in_bytes / secs) : 0, c, sizeof c),
             qf_cli_human(secs > 0 ? (uint64_t)((double)tt.out_bytes / secs) : 0, d, sizeof d));
+}
+
+/* ---------------------------------------------------------------------
+ * Output: GGUF or QFM
+ * ------------------------------------------------------------------- */
+
+/* Where the model goes (plain value struct). */
+typedef struct out_format {
+    int qfm;             /* 1: a QFM */
+    qf_qfm_opts qo;      /* its codec and level */
+    const char *in_arg;  /* IN as given: hashed into the QFM's provenance */
+    int argc;            /* the command line, for the provenance */
+    char **argv;
+} out_format;
+
+/* Write plan q to `out` as f says. `tname` names the recipe's type,
+ * `budget_json` (may be NULL) summarizes a size budget. */
+static int write_model(qf_quantize *q, const char *out, int force, const char *manifest,
+                       const out_format *f, const char *tname, const char *budget_json,
+                       progress_state *prog, qf_err *err)
+{
+    qf_quantize_qfm_opts o;
+
+    if (!f->qfm)
+        return qf_quantize_write(q, out, force ? QF_OUT_FORCE : 0, manifest, on_progress, prog, err);
+    qf_quantize_qfm_opts_init(&o);
+    o.qfm = f->qo;
+    o.type_name = tname;
+    o.sources = &f->in_arg;
+    o.n_sources = 1;
+    o.argc = f->argc;
+    o.argv = f->argv;
+    o.budget_json = budget_json;
+    return qf_quantize_write_qfm(q, out, force ? QF_OUT_FORCE : 0, &o, on_progress, prog, err);
+}
+
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
 }
 
 /* ---------------------------------------------------------------------
@@ -654,7 +739,7 @@ static void on_calibrated(void *ctx, const qf_calibrate_kind *k)
 /* Quantize `in` to the types that fit the budget best. `opts` carries
  * threads and the imatrix; `out` may be NULL (dry run or measure only). */
 static int run_budget(const budget_args *ba, qf_quantize_opts *opts, const char *in,
-                      const char *out, int dry, int json, int force)
+                      const char *out, int dry, int json, int force, const out_format *fmt)
 {
     qf_source *src = NULL;
     qf_budget_plan *bp = NULL;
@@ -848,10 +933,25 @@ static int run_budget(const budget_args *ba, qf_quantize_opts *opts, const char 
     {
         progress_state prog = { NULL, 0 };
         qf_quantize_totals tt;
+        char summary[1536], types_s[1024], err_s[32];
         qf_quantize_get_totals(q, &tt);
+        type_counts(q, types_s, sizeof types_s);
+        if (isfinite(kv.error)) /* a JSON number */
+            snprintf(err_s, sizeof err_s, "%.9g", kv.error);
+        else
+            snprintf(err_s, sizeof err_s, "null");
+        /* the recipe's "budget" (a QFM); the type names are plain ASCII */
+        snprintf(summary, sizeof summary,
+                 "{\"target\": \"%s\", \"target_bytes\": %" PRIu64 ", \"tensor_bytes\": %" PRIu64
+                 ", \"error\": %s, \"optimal\": %s, \"sample_rows\": %" PRIu32
+                 ", \"saved_plan_reused\": %s, \"calibrated\": %s, \"types\": \"%s\"}",
+                 kv.target, kv.target_bytes, kv.tensor_bytes, err_s, sol.exact ? "true" : "false",
+                 kv.sample_rows, ba->plan_in ? "true" : "false", ba->calibrate ? "true" : "false",
+                 types_s);
         prog.bar = qf_progress_new("quantizing", tt.out_bytes);
-        rc = qf_quantize_write(q, out, force ? QF_OUT_FORCE : 0, NULL, on_progress, &prog, &err);
+        rc = write_model(q, out, force, NULL, fmt, "size budget", summary, &prog, &err);
         qf_progress_free(prog.bar);
+        qf_quantize_get_totals(q, &tt);
         if (rc != 0) {
             rc = QF_EXIT_FAIL;
             qf_cli_report(&err);
@@ -942,7 +1042,8 @@ int main(int argc, char **argv)
 {
     enum { O_IMATRIX = 256, O_PURE, O_OUTTYPE, O_EMBTYPE, O_TTYPE, O_LEAVE, O_REQUANT, O_DRY,
            O_CHECKSUM, O_JSON, O_VERSION, O_TSIZE, O_TBPW, O_MAXMEM, O_CTX, O_TYPES, O_PLAN,
-           O_SAVEPLAN, O_SAMPLE, O_CALIB, O_CALIB_CHUNKS, O_CALIB_CTX };
+           O_SAVEPLAN, O_SAMPLE, O_CALIB, O_CALIB_CHUNKS, O_CALIB_CTX, O_FORMAT, O_CODEC,
+           O_LEVEL };
     static const struct option longopts[] = {
         { "threads", required_argument, NULL, 't' },
         { "imatrix", required_argument, NULL, O_IMATRIX },
@@ -971,6 +1072,9 @@ int main(int argc, char **argv)
         { "calibrate", required_argument, NULL, O_CALIB },
         { "calibrate-chunks", required_argument, NULL, O_CALIB_CHUNKS },
         { "calibrate-ctx", required_argument, NULL, O_CALIB_CTX },
+        { "format", required_argument, NULL, O_FORMAT },
+        { "codec", required_argument, NULL, O_CODEC },
+        { "level", required_argument, NULL, O_LEVEL },
         { NULL, 0, NULL, 0 },
     };
     qf_quantize_opts opts;
@@ -986,7 +1090,10 @@ int main(int argc, char **argv)
     struct timespec t0, t1;
     double secs;
     budget_args ba;
-    int mix_opts = 0, ctx_given = 0;
+    int mix_opts = 0, ctx_given = 0, format = -1, codec_given = 0;
+    out_format fmt;
+    qf_affine aff;
+    const char *tname;
 
     qf_cli_init(argv[0]);
     qf_quantize_opts_init(&opts);
@@ -1002,6 +1109,11 @@ int main(int argc, char **argv)
         return QF_EXIT_FAIL;
     }
     opts.tensor_types = ttypes;
+    memset(&fmt, 0, sizeof fmt);
+    fmt.qo.codec = QF_QFM_ZSTD;
+    fmt.qo.level = QF_QFM_DEFAULT_LEVEL;
+    fmt.argc = argc;
+    fmt.argv = argv;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":t:fqvh", longopts, NULL)) != -1) {
         switch (c) {
@@ -1091,6 +1203,29 @@ int main(int argc, char **argv)
                 goto done;
             }
             break;
+        case O_FORMAT:
+            if (strcmp(optarg, "gguf") && strcmp(optarg, "qfm")) {
+                rc = qf_cli_usage_error("--format: expected gguf or qfm, got '%s'", optarg);
+                goto done;
+            }
+            format = !strcmp(optarg, "qfm");
+            break;
+        case O_CODEC:
+            if (strcmp(optarg, "zstd") && strcmp(optarg, "raw")) {
+                rc = qf_cli_usage_error("--codec: expected zstd or raw, got '%s'", optarg);
+                goto done;
+            }
+            fmt.qo.codec = strcmp(optarg, "raw") ? QF_QFM_ZSTD : QF_QFM_RAW;
+            codec_given = 1;
+            break;
+        case O_LEVEL:
+            if (qf_cli_parse_u64(optarg, 1, 22, 0, &v) != 0) {
+                rc = qf_cli_usage_error("--level: expected 1..22, got '%s'", optarg);
+                goto done;
+            }
+            fmt.qo.level = (int)v;
+            codec_given = 1;
+            break;
         case O_DRY: dry = 1; break;
         case O_CHECKSUM: checksum = 1; break;
         case O_JSON: json = 1; break;
@@ -1109,6 +1244,20 @@ int main(int argc, char **argv)
     }
     rc = QF_EXIT_USAGE;
     npos = argc - optind;
+    /* the output's format: --format, else OUT's extension */
+    out = npos >= 2 && !(npos == 2 && dry && !(ba.target || ba.plan_in || ba.plan_out ||
+                                                ba.n_types || ba.calibrate))
+              ? argv[optind + 1] : NULL;
+    fmt.qfm = format >= 0 ? format : out && ends_with(out, ".qfm");
+    fmt.in_arg = npos >= 1 ? argv[optind] : NULL;
+    if (codec_given && !fmt.qfm) {
+        rc = qf_cli_usage_error("--codec and --level go with a QFM output (OUT.qfm or --format qfm)");
+        goto done;
+    }
+    if (checksum && fmt.qfm) {
+        rc = qf_cli_usage_error("--checksum: a QFM carries its own digests (qforge-sum --check OUT)");
+        goto done;
+    }
     if (ba.target || ba.plan_in || ba.plan_out || ba.n_types || ba.calibrate) {
         if ((rc = budget_usage(&ba, npos, dry, mix_opts, checksum, ctx_given)) != 0)
             goto done;
@@ -1124,7 +1273,7 @@ int main(int argc, char **argv)
             rc = QF_EXIT_FAIL;
             goto done;
         }
-        rc = run_budget(&ba, &opts, in, dry ? NULL : out, dry, json, force);
+        rc = run_budget(&ba, &opts, in, dry ? NULL : out, dry, json, force, &fmt);
         goto done;
     }
     if (npos < 1) {
@@ -1135,7 +1284,8 @@ int main(int argc, char **argv)
     if (npos == 2 && dry) { /* --dry-run IN TYPE */
         type_arg = argv[optind + 1];
     } else if (npos < 3) {
-        if (npos == 2 && qf_mix_from_name(argv[optind + 1]) >= 0)
+        if (npos == 2 && (qf_mix_from_name(argv[optind + 1]) >= 0 ||
+                          qf_affine_parse(argv[optind + 1], &aff) == 0))
             rc = qf_cli_usage_error("missing OUT: the arguments are IN OUT TYPE [NTHREADS]");
         else
             rc = qf_cli_usage_error("missing %s: the arguments are IN OUT TYPE [NTHREADS]",
@@ -1156,7 +1306,23 @@ int main(int argc, char **argv)
             opts.threads = v ? (int)v : qf_cli_default_threads();
         }
     }
-    if ((ftype = qf_mix_from_name(type_arg)) < 0) {
+    if ((ftype = qf_mix_from_name(type_arg)) >= 0) {
+        tname = qf_mix_name(ftype);
+    } else if (qf_affine_parse(type_arg, &aff) == 0) {
+        opts.affine = qf_affine_code(aff);
+        ftype = QF_FTYPE_F16; /* written to general.file_type (quantize_model.h) */
+        tname = qf_affine_name(aff);
+        if (out && !fmt.qfm) {
+            rc = qf_cli_usage_error("%s: %s is a QFM type (no GGUF can hold it): name OUT *.qfm or "
+                                    "give --format qfm", out, tname);
+            goto done;
+        }
+        if (opts.imatrix) {
+            rc = qf_cli_usage_error("--imatrix: the affine type %s takes no importance matrix",
+                                    tname);
+            goto done;
+        }
+    } else {
         rc = qf_cli_usage_error("unknown TYPE '%s' (qforge-quantize --help lists them)", type_arg);
         goto done;
     }
@@ -1189,9 +1355,9 @@ int main(int argc, char **argv)
     }
     if (dry) {
         if (json)
-            json_plan(plan, in, out, ftype, 0, 0);
+            json_plan(plan, in, out, tname, ftype, 0, 0);
         else
-            print_plan(plan, in, ftype);
+            print_plan(plan, in, tname);
         fflush(stdout);
         warn_plan(plan);
         rc = 0;
@@ -1205,8 +1371,7 @@ int main(int argc, char **argv)
         prog.bar = qf_progress_new("quantizing", tt.out_bytes);
     }
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    if (qf_quantize_write(plan, out, force ? QF_OUT_FORCE : 0, manifest, on_progress, &prog,
-                          &err) != 0) {
+    if (write_model(plan, out, force, manifest, &fmt, tname, NULL, &prog, &err) != 0) {
         qf_progress_free(prog.bar);
         qf_cli_report(&err);
         goto done;
@@ -1215,8 +1380,8 @@ int main(int argc, char **argv)
     qf_progress_free(prog.bar);
     secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
     if (json)
-        json_plan(plan, in, out, ftype, 1, secs);
-    print_summary(plan, out, ftype, secs);
+        json_plan(plan, in, out, tname, ftype, 1, secs);
+    print_summary(plan, out, tname, ftype, secs);
     if (manifest)
         qf_cli_info(1, "wrote %s", manifest);
     rc = 0;
