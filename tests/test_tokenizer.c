@@ -712,6 +712,39 @@ static void test_capacity(void **state)
     qf_tokenizer_free(t);
 }
 
+/* encode_alloc: the ids of encode, in an array of their own */
+static void test_encode_alloc(void **state)
+{
+    qf_tokenizer *t = stories();
+    const char *text = "Once upon a time, there was a <s> cat.";
+    int32_t want[64], *ids = NULL;
+    int64_t nw, n = -1;
+    qf_err e = { 0 };
+    (void)state;
+
+    nw = qf_tokenizer_encode(t, text, strlen(text), 1, 1, want, 64, &e);
+    assert_true(nw > 8 && nw <= 64);
+    assert_int_equal(qf_tokenizer_encode_alloc(t, text, strlen(text), 1, 1, &ids, &n, &e), 0);
+    assert_int_equal(n, nw);
+    assert_memory_equal(ids, want, (size_t)nw * sizeof *want);
+    free(ids);
+    /* parse_special off: "<s>" is text, not BOS */
+    nw = qf_tokenizer_encode(t, text, strlen(text), 1, 0, want, 64, &e);
+    assert_int_equal(qf_tokenizer_encode_alloc(t, text, strlen(text), 1, 0, &ids, &n, &e), 0);
+    assert_int_equal(n, nw);
+    assert_memory_equal(ids, want, (size_t)nw * sizeof *want);
+    free(ids);
+    /* nothing to encode: an array all the same, no ids */
+    assert_int_equal(qf_tokenizer_encode_alloc(t, "", 0, 0, 1, &ids, &n, &e), 0);
+    assert_non_null(ids);
+    assert_int_equal(n, 0);
+    free(ids);
+    assert_int_equal(qf_tokenizer_encode_alloc(t, NULL, 3, 0, 1, &ids, &n, &e), QF_EINVAL);
+    assert_null(ids);
+    assert_int_equal(n, 0);
+    qf_tokenizer_free(t);
+}
+
 /* =====================================================================
  * Vocabularies built in memory
  * ===================================================================== */
@@ -1063,6 +1096,7 @@ int main(void)
         cmocka_unit_test(test_stories_golden),
         cmocka_unit_test(test_stories_decode),
         cmocka_unit_test(test_capacity),
+        cmocka_unit_test(test_encode_alloc),
         cmocka_unit_test(test_bpe),
         cmocka_unit_test(test_spm_small),
         cmocka_unit_test(test_errors),
