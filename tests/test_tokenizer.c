@@ -17,11 +17,7 @@
  *
  * Fixtures are found under $QF_ROOT (set by tests/run.sh), else ".".
  */
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <setjmp.h>
-#include <cmocka.h>
+#include "tests/testutil.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,9 +35,8 @@ static char root[1024];
 
 static int setup(void **state)
 {
-    const char *r = getenv("QF_ROOT");
     (void)state;
-    snprintf(root, sizeof root, "%s", r && *r ? r : ".");
+    snprintf(root, sizeof root, "%s", tu_root());
     return 0;
 }
 
@@ -49,28 +44,8 @@ static int setup(void **state)
  * Helpers
  * ===================================================================== */
 
-static char *slurp(const char *rel, size_t *len)
-{
-    char path[1400];
-    FILE *f;
-    char *buf;
-    long n;
-
-    snprintf(path, sizeof path, "%s/%s", root, rel);
-    f = fopen(path, "rb");
-    if (!f)
-        fail_msg("cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    buf = malloc((size_t)n + 1);
-    assert_non_null(buf);
-    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-    buf[n] = '\0';
-    fclose(f);
-    *len = (size_t)n;
-    return buf;
-}
+/* A file of the source tree, whole (owned by the caller: free). */
+static char *slurp(const char *rel, size_t *len) { return tu_read_file(tu_fixture(rel), len); }
 
 static qf_tokenizer *stories(void)
 {
