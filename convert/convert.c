@@ -444,30 +444,33 @@ static int pick_type(const qf_convert *c, const char *gguf, uint32_t n_dims, uin
     }
 }
 
-/* llama3 rope scaling: the per-dimension frequency factors llama.cpp's
- * converter stores as rope_freqs.weight (float32 arithmetic, as torch does). */
-static float *llama3_rope_factors(const hparams *hp, uint64_t dim)
+void qf_convert_llama3_rope_factors(float base, uint64_t dim, double factor, double low, double high,
+                                    double orig_ctx, float *f)
 {
     uint64_t n = dim / 2, i;
-    float *f = malloc(n * sizeof *f);
-    float base = hp->has_theta ? (float)hp->theta : 10000.0f;
-    double low_wl = hp->r3_orig_ctx / hp->r3_low, high_wl = hp->r3_orig_ctx / hp->r3_high;
+    double low_wl = orig_ctx / low, high_wl = orig_ctx / high;
 
-    if (!f)
-        return NULL;
     for (i = 0; i < n; i++) {
         float freq = 1.0f / powf(base, (float)(2 * i) / (float)dim);
         float wavelen = (float)(2.0 * M_PI) / freq;
         if ((double)wavelen < high_wl) {
             f[i] = 1.0f;
         } else if ((double)wavelen > low_wl) {
-            f[i] = (float)hp->r3_factor;
+            f[i] = (float)factor;
         } else {
-            float smooth = ((float)hp->r3_orig_ctx / wavelen - (float)hp->r3_low) /
-                           ((float)hp->r3_high - (float)hp->r3_low);
-            f[i] = 1.0f / ((1.0f - smooth) / (float)hp->r3_factor + smooth);
+            float smooth = ((float)orig_ctx / wavelen - (float)low) / ((float)high - (float)low);
+            f[i] = 1.0f / ((1.0f - smooth) / (float)factor + smooth);
         }
     }
+}
+
+/* The model's rope_freqs.weight (owned by the caller: free), or NULL. */
+static float *llama3_rope_factors(const hparams *hp, uint64_t dim)
+{
+    float *f = malloc((dim / 2 ? dim / 2 : 1) * sizeof *f);
+    if (f)
+        qf_convert_llama3_rope_factors(hp->has_theta ? (float)hp->theta : 10000.0f, dim, hp->r3_factor,
+                                       hp->r3_low, hp->r3_high, hp->r3_orig_ctx, f);
     return f;
 }
 

@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "convert/convert.h"
 #include "convert/tensor_names.h"
 #include "formats/file.h"
 #include "formats/safetensors.h"
@@ -231,24 +232,9 @@ typedef struct {
     double factor, low, high, orig;
 } rope3;
 
-/* convert.c's llama3_rope_factors, with the same float arithmetic. */
 static void rope3_factors(const rope3 *p, float base, uint64_t dim, float *f)
 {
-    uint64_t n = dim / 2, i;
-    double low_wl = p->orig / p->low, high_wl = p->orig / p->high;
-    for (i = 0; i < n; i++) {
-        float freq = 1.0f / powf(base, (float)(2 * i) / (float)dim);
-        float wavelen = (float)(2.0 * M_PI) / freq;
-        if ((double)wavelen < high_wl) {
-            f[i] = 1.0f;
-        } else if ((double)wavelen > low_wl) {
-            f[i] = (float)p->factor;
-        } else {
-            float smooth = ((float)p->orig / wavelen - (float)p->low) /
-                           ((float)p->high - (float)p->low);
-            f[i] = 1.0f / ((1.0f - smooth) / (float)p->factor + smooth);
-        }
-    }
+    qf_convert_llama3_rope_factors(base, dim, p->factor, p->low, p->high, p->orig, f);
 }
 
 static int rope3_matches(const rope3 *p, float base, uint64_t dim, const float *want, float *tmp)
