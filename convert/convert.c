@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 
 #include "convert/naming.h"
+#include "convert/tensor_names.h"
 #include "convert/vocab.h"
 #include "formats/file.h"
 #include "formats/gguf.h"
@@ -29,7 +30,7 @@
 
 /* =====================================================================
  * Architectures: adding one is one entry here (and, if its tensors have
- * other names, entries in the name table below).
+ * other names, entries in the name table of convert/tensor_names.c).
  * ===================================================================== */
 
 enum {
@@ -49,33 +50,6 @@ static const arch_entry archs[] = {
     { "MistralForCausalLM", "llama", ARCH_PERMUTE_QK | ARCH_LLAMA_KEYS },
     { "Qwen2ForCausalLM", "qwen2", ARCH_ROPE_YARN },
     { "Qwen3ForCausalLM", "qwen3", ARCH_ROPE_YARN },
-};
-
-/* HF module names -> GGUF names. Per-layer entries apply to
- * "model.layers.N.<hf>.{weight,bias}" -> "blk.N.<gguf>.{weight,bias}". */
-typedef struct {
-    const char *hf;
-    const char *gguf;
-} name_map;
-
-static const name_map global_names[] = {
-    { "model.embed_tokens", "token_embd" },
-    { "model.norm", "output_norm" },
-    { "lm_head", "output" },
-};
-
-static const name_map layer_names[] = {
-    { "input_layernorm", "attn_norm" },
-    { "self_attn.q_proj", "attn_q" },
-    { "self_attn.k_proj", "attn_k" },
-    { "self_attn.v_proj", "attn_v" },
-    { "self_attn.o_proj", "attn_output" },
-    { "self_attn.q_norm", "attn_q_norm" },
-    { "self_attn.k_norm", "attn_k_norm" },
-    { "post_attention_layernorm", "ffn_norm" },
-    { "mlp.gate_proj", "ffn_gate" },
-    { "mlp.up_proj", "ffn_up" },
-    { "mlp.down_proj", "ffn_down" },
 };
 
 /* Input tensors that carry nothing a GGUF needs. */
@@ -381,46 +355,14 @@ done:
 
 /* ---- tensor mapping -------------------------------------------------------- */
 
-/* Map an input name to its GGUF name. Returns 1 mapped, 0 not ours, or -1
- * for a layer number outside the model. */
+/* Map an input name to its GGUF name (convert/tensor_names.h). Returns 1
+ * mapped, 0 not ours, or -1 for a layer number outside the model. */
 static int map_name(const char *hf, uint64_t n_layer, char *out, size_t cap, uint64_t *layer,
-                    const name_map **entry)
+                    const char **module)
 {
-    size_t i;
-    const char *suffix;
-
-    for (i = 0; i < sizeof global_names / sizeof global_names[0]; i++) {
-        size_t l = strlen(global_names[i].hf);
-        if (strncmp(hf, global_names[i].hf, l) == 0 &&
-            (strcmp(hf + l, ".weight") == 0 || strcmp(hf + l, ".bias") == 0)) {
-            snprintf(out, cap, "%s%s", global_names[i].gguf, hf + l);
-            *layer = UINT64_MAX;
-            *entry = &global_names[i];
-            return 1;
-        }
-    }
-    if (strncmp(hf, "model.layers.", 13) == 0) {
-        char *end;
-        unsigned long long n;
-        errno = 0;
-        n = strtoull(hf + 13, &end, 10);
-        if (end == hf + 13 || *end != '.' || errno)
-            return 0;
-        suffix = end + 1;
-        for (i = 0; i < sizeof layer_names / sizeof layer_names[0]; i++) {
-            size_t l = strlen(layer_names[i].hf);
-            if (strncmp(suffix, layer_names[i].hf, l) == 0 &&
-                (strcmp(suffix + l, ".weight") == 0 || strcmp(suffix + l, ".bias") == 0)) {
-                if (n >= n_layer)
-                    return -1;
-                snprintf(out, cap, "blk.%llu.%s%s", n, layer_names[i].gguf, suffix + l);
-                *layer = n;
-                *entry = &layer_names[i];
-                return 1;
-            }
-        }
-    }
-    return 0;
+    if (!qf_tensor_names_to_gguf(hf, out, cap, layer, module))
+        return 0;
+    return *layer != UINT64_MAX && *layer >= n_layer ? -1 : 1;
 }
 
 static int ends_with(const char *s, const char *suf)
@@ -502,30 +444,33 @@ static int pick_type(const qf_convert *c, const char *gguf, uint32_t n_dims, uin
     }
 }
 
-/* llama3 rope scaling: the per-dimension frequency factors llama.cpp's
- * converter stores as rope_freqs.weight (float32 arithmetic, as torch does). */
-static float *llama3_rope_factors(const hparams *hp, uint64_t dim)
+void qf_convert_llama3_rope_factors(float base, uint64_t dim, double factor, double low, double high,
+                                    double orig_ctx, float *f)
 {
     uint64_t n = dim / 2, i;
-    float *f = malloc(n * sizeof *f);
-    float base = hp->has_theta ? (float)hp->theta : 10000.0f;
-    double low_wl = hp->r3_orig_ctx / hp->r3_low, high_wl = hp->r3_orig_ctx / hp->r3_high;
+    double low_wl = orig_ctx / low, high_wl = orig_ctx / high;
 
-    if (!f)
-        return NULL;
     for (i = 0; i < n; i++) {
         float freq = 1.0f / powf(base, (float)(2 * i) / (float)dim);
         float wavelen = (float)(2.0 * M_PI) / freq;
         if ((double)wavelen < high_wl) {
             f[i] = 1.0f;
         } else if ((double)wavelen > low_wl) {
-            f[i] = (float)hp->r3_factor;
+            f[i] = (float)factor;
         } else {
-            float smooth = ((float)hp->r3_orig_ctx / wavelen - (float)hp->r3_low) /
-                           ((float)hp->r3_high - (float)hp->r3_low);
-            f[i] = 1.0f / ((1.0f - smooth) / (float)hp->r3_factor + smooth);
+            float smooth = ((float)orig_ctx / wavelen - (float)low) / ((float)high - (float)low);
+            f[i] = 1.0f / ((1.0f - smooth) / (float)factor + smooth);
         }
     }
+}
+
+/* The model's rope_freqs.weight (owned by the caller: free), or NULL. */
+static float *llama3_rope_factors(const hparams *hp, uint64_t dim)
+{
+    float *f = malloc((dim / 2 ? dim / 2 : 1) * sizeof *f);
+    if (f)
+        qf_convert_llama3_rope_factors(hp->has_theta ? (float)hp->theta : 10000.0f, dim, hp->r3_factor,
+                                       hp->r3_low, hp->r3_high, hp->r3_orig_ctx, f);
     return f;
 }
 
@@ -769,13 +714,13 @@ int qf_convert_plan(const char *dir, const qf_convert_opts *opts, qf_convert **o
             const qf_st_tensor *t = qf_weights_at(c->st, i);
             char gname[QF_GGUF_MAX_NAME + 32];
             uint64_t layer, want[2] = { 0, 0 };
-            const name_map *e = NULL;
+            const char *module = NULL;
             int m, permute = 0, nd;
             if (skipped_name(t->name)) {
                 used[i] = 1;
                 continue;
             }
-            m = map_name(t->name, c->hp.n_layer, gname, sizeof gname, &layer, &e);
+            m = map_name(t->name, c->hp.n_layer, gname, sizeof gname, &layer, &module);
             if (m < 0) {
                 rc = qf_err_set(err, QF_EFORMAT, "%s: tensor \"%s\": layer beyond \"num_hidden_layers\" = %" PRIu64,
                                 qf_weights_file_path(c->st, t->file), t->name, c->hp.n_layer);
@@ -809,9 +754,9 @@ int qf_convert_plan(const char *dir, const qf_convert_opts *opts, qf_convert **o
                                 qf_weights_file_path(c->st, t->file), t->name, t->n_dims);
                 goto done;
             }
-            if ((c->arch->flags & ARCH_PERMUTE_QK) && e &&
-                (strcmp(e->gguf, "attn_q") == 0 || strcmp(e->gguf, "attn_k") == 0)) {
-                uint64_t heads = strcmp(e->gguf, "attn_q") == 0 ? c->hp.n_head
+            if ((c->arch->flags & ARCH_PERMUTE_QK) &&
+                (strcmp(module, "attn_q") == 0 || strcmp(module, "attn_k") == 0)) {
+                uint64_t heads = strcmp(module, "attn_q") == 0 ? c->hp.n_head
                                  : (c->hp.has_head_kv ? c->hp.n_head_kv : c->hp.n_head);
                 if (t->shape[0] % (2 * heads) != 0) {
                     rc = qf_err_set(err, QF_EFORMAT, "%s: tensor \"%s\": %" PRIu64 " rows do not split into %" PRIu64 " heads",
@@ -879,12 +824,8 @@ int qf_convert_plan(const char *dir, const qf_convert_opts *opts, qf_convert **o
                     for (i = 0; i < c->nt && !found; i++)
                         found = strcmp(c->t[i].name, need) == 0;
                     if (!found) {
-                        size_t m;
-                        for (m = 0; m < sizeof layer_names / sizeof layer_names[0]; m++)
-                            if (strcmp(layer_names[m].gguf, per_layer[k]) == 0)
-                                break;
                         rc = qf_err_set(err, QF_EFORMAT, "%s: missing tensor \"model.layers.%" PRIu64 ".%s.weight\" (%s)",
-                                        dir, l, layer_names[m].hf, need);
+                                        dir, l, qf_tensor_names_layer_hf(per_layer[k]), need);
                         goto done;
                     }
                 }

@@ -123,4 +123,14 @@ void qf_convert_release_rows(const qf_convert *c, int64_t i, uint64_t row0, uint
 /* The planned metadata (borrowed): every key the GGUF will hold, in order. */
 const qf_gguf_writer *qf_convert_metadata(const qf_convert *c);
 
+/*
+ * llama3 rope scaling: the dim/2 per-dimension frequency factors llama.cpp's
+ * converter stores as rope_freqs.weight, into f (caller's buffer, dim/2
+ * floats), from rope_theta and rope_scaling's factor, low_freq_factor,
+ * high_freq_factor and original_max_position_embeddings (float32
+ * arithmetic, as torch does; low != high).
+ */
+void qf_convert_llama3_rope_factors(float base, uint64_t dim, double factor, double low, double high,
+                                    double orig_ctx, float *f);
+
 #endif /* QF_CONVERT_H */

@@ -17,38 +17,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "convert/convert.h"
+#include "convert/tensor_names.h"
 #include "formats/file.h"
 #include "formats/safetensors.h"
 #include "formats/types.h"
 
 /* =====================================================================
- * Names: convert.c's table read backwards
+ * Architectures
  * ===================================================================== */
-
-typedef struct {
-    const char *gguf;
-    const char *hf;
-} name_map;
-
-static const name_map global_names[] = {
-    { "token_embd", "model.embed_tokens" },
-    { "output_norm", "model.norm" },
-    { "output", "lm_head" },
-};
-
-static const name_map layer_names[] = {
-    { "attn_norm", "input_layernorm" },
-    { "attn_q", "self_attn.q_proj" },
-    { "attn_k", "self_attn.k_proj" },
-    { "attn_v", "self_attn.v_proj" },
-    { "attn_output", "self_attn.o_proj" },
-    { "attn_q_norm", "self_attn.q_norm" },
-    { "attn_k_norm", "self_attn.k_norm" },
-    { "ffn_norm", "post_attention_layernorm" },
-    { "ffn_gate", "mlp.gate_proj" },
-    { "ffn_up", "mlp.up_proj" },
-    { "ffn_down", "mlp.down_proj" },
-};
 
 typedef struct {
     const char *gguf;       /* general.architecture */
@@ -62,43 +39,25 @@ static const arch_entry archs[] = {
     { "qwen3", "Qwen3ForCausalLM", 0 },
 };
 
-/* GGUF name -> HF name. Returns 1 and fills out (and *kind: 'q', 'k' for
- * attn_q/attn_k weights, 0 otherwise), or 0 if the name is not one of ours. */
+/* GGUF name -> HF name (convert/tensor_names.h). Returns 1 and fills out
+ * (and *kind: 'q', 'k' for attn_q/attn_k weights, 0 otherwise), or 0 if the
+ * name is not one of ours. */
 static int hf_name(const char *g, char *out, size_t cap, int *kind)
 {
-    size_t i;
-    const char *suffix;
+    const char *module;
+    uint64_t layer;
+    size_t len = strlen(g);
+
     *kind = 0;
-    for (i = 0; i < sizeof global_names / sizeof global_names[0]; i++) {
-        size_t l = strlen(global_names[i].gguf);
-        if (strncmp(g, global_names[i].gguf, l) == 0 &&
-            (strcmp(g + l, ".weight") == 0 || strcmp(g + l, ".bias") == 0)) {
-            snprintf(out, cap, "%s%s", global_names[i].hf, g + l);
-            return 1;
-        }
+    if (!qf_tensor_names_to_hf(g, out, cap, &layer, &module))
+        return 0;
+    if (len > 7 && strcmp(g + len - 7, ".weight") == 0) {
+        if (strcmp(module, "attn_q") == 0)
+            *kind = 'q';
+        else if (strcmp(module, "attn_k") == 0)
+            *kind = 'k';
     }
-    if (strncmp(g, "blk.", 4) == 0) {
-        char *end;
-        unsigned long long n;
-        errno = 0;
-        n = strtoull(g + 4, &end, 10);
-        if (end == g + 4 || *end != '.' || errno || g[4] == '+' || g[4] == '-')
-            return 0;
-        suffix = end + 1;
-        for (i = 0; i < sizeof layer_names / sizeof layer_names[0]; i++) {
-            size_t l = strlen(layer_names[i].gguf);
-            if (strncmp(suffix, layer_names[i].gguf, l) == 0 &&
-                (strcmp(suffix + l, ".weight") == 0 || strcmp(suffix + l, ".bias") == 0)) {
-                snprintf(out, cap, "model.layers.%llu.%s%s", n, layer_names[i].hf, suffix + l);
-                if (strcmp(suffix + l, ".weight") == 0 && i == 1)
-                    *kind = 'q';
-                if (strcmp(suffix + l, ".weight") == 0 && i == 2)
-                    *kind = 'k';
-                return 1;
-            }
-        }
-    }
-    return 0;
+    return 1;
 }
 
 /* =====================================================================
@@ -273,24 +232,9 @@ typedef struct {
     double factor, low, high, orig;
 } rope3;
 
-/* convert.c's llama3_rope_factors, with the same float arithmetic. */
 static void rope3_factors(const rope3 *p, float base, uint64_t dim, float *f)
 {
-    uint64_t n = dim / 2, i;
-    double low_wl = p->orig / p->low, high_wl = p->orig / p->high;
-    for (i = 0; i < n; i++) {
-        float freq = 1.0f / powf(base, (float)(2 * i) / (float)dim);
-        float wavelen = (float)(2.0 * M_PI) / freq;
-        if ((double)wavelen < high_wl) {
-            f[i] = 1.0f;
-        } else if ((double)wavelen > low_wl) {
-            f[i] = (float)p->factor;
-        } else {
-            float smooth = ((float)p->orig / wavelen - (float)p->low) /
-                           ((float)p->high - (float)p->low);
-            f[i] = 1.0f / ((1.0f - smooth) / (float)p->factor + smooth);
-        }
-    }
+    qf_convert_llama3_rope_factors(base, dim, p->factor, p->low, p->high, p->orig, f);
 }
 
 static int rope3_matches(const rope3 *p, float base, uint64_t dim, const float *want, float *tmp)

@@ -5,11 +5,7 @@
  * Archives are written in memory with libarchive's writer, so each test
  * says exactly what its archive holds.
  */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <cmocka.h>
+#include "tests/testutil.h"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -28,8 +24,7 @@ static char dir[256], tmp[300];
 static int setup(void **state)
 {
     (void)state;
-    snprintf(dir, sizeof dir, "/tmp/qf_test_archive.XXXXXX");
-    if (!mkdtemp(dir))
+    if (tu_mkdtemp(dir, sizeof dir, "archive") != 0)
         return -1;
     snprintf(tmp, sizeof tmp, "%s/t", dir);
     return mkdir(tmp, 0700);
@@ -37,23 +32,8 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-    char cmd[300];
     (void)state;
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    return system(cmd) == 0 ? 0 : -1;
-}
-
-static int count_entries(const char *path)
-{
-    DIR *d = opendir(path);
-    struct dirent *e;
-    int n = 0;
-    assert_non_null(d);
-    while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
-            n++;
-    closedir(d);
-    return n;
+    return tu_rm_tree(dir);
 }
 
 /* ---------------------------------------------------------------------
@@ -127,10 +107,7 @@ static buf build(qf_archive_kind kind, const ent *e, size_t n)
 
 static void save(const char *path, buf b)
 {
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(b.p, 1, b.n, f), b.n);
-    fclose(f);
+    tu_write_file(path, b.p, b.n);
 }
 
 /* Bytes of a deterministic, incompressible pattern. */
@@ -260,9 +237,9 @@ static void check_unpack(qf_archive_kind kind, const char *file, const char *pre
         snprintf(want, sizeof want, "%s:%sconfig.json: bad key", path, prefix);
         assert_string_equal(e2.msg, want);
     }
-    assert_int_equal(count_entries(tmp), 1);
+    assert_int_equal(tu_count_entries(tmp), 1);
     qf_archive_close(a);
-    assert_int_equal(count_entries(tmp), 0);
+    assert_int_equal(tu_count_entries(tmp), 0);
     unlink(path);
     free(b.p);
     free(w);
@@ -399,7 +376,7 @@ static void test_ratio_streaming(void **state)
     save(path, b);
     assert_int_equal(qf_archive_open(path, tmp, &lim, &a, &err), 0);
     assert_int_equal(qf_archive_unpack(a, &err), QF_ELIMIT);
-    assert_int_equal(count_entries(tmp), 0);
+    assert_int_equal(tu_count_entries(tmp), 0);
     qf_archive_close(a);
     unlink(path);
     free(b.p);
@@ -419,9 +396,9 @@ static void test_remove_files(void **state)
                                             &err), 0);
     assert_int_equal(qf_archive_unpack(a, &err), 0);
     assert_int_equal(qf_archive_member_count(a), 1);
-    assert_int_equal(count_entries(tmp), 1);
+    assert_int_equal(tu_count_entries(tmp), 1);
     qf_archive_remove_files(a); /* what a signal handler does */
-    assert_int_equal(count_entries(tmp), 0);
+    assert_int_equal(tu_count_entries(tmp), 0);
     assert_int_equal(qf_archive_unpack(a, &err), QF_EINVAL); /* once only */
     qf_archive_close(a);
     free(b.p);

@@ -10,11 +10,7 @@
  * (bytes equal to the source's for unpermuted tensors), config.json,
  * refusals and the atomic folder handling, on small GGUFs made here.
  */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <cmocka.h>
+#include "tests/testutil.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -34,19 +30,15 @@ static char root[1024], dir[256];
 
 static int setup(void **state)
 {
-    const char *r = getenv("QF_ROOT");
     (void)state;
-    snprintf(root, sizeof root, "%s", r && *r ? r : ".");
-    snprintf(dir, sizeof dir, "/tmp/qf_test_export.XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
+    snprintf(root, sizeof root, "%s", tu_root());
+    return tu_mkdtemp(dir, sizeof dir, "export");
 }
 
 static int teardown(void **state)
 {
-    char cmd[300];
     (void)state;
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return tu_rm_tree(dir);
 }
 
 static qf_source *open_src(const char *rel)
@@ -156,15 +148,10 @@ static void check_values(const qf_source *s, const char *out, qf_dtype dt, uint6
 
 static cJSON *read_json(const char *path)
 {
-    FILE *f = fopen(path, "rb");
-    char buf[65536];
     size_t n;
-    cJSON *j;
-    assert_non_null(f);
-    n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    j = cJSON_Parse(buf);
+    char *text = tu_read_file(path, &n);
+    cJSON *j = cJSON_ParseWithLength(text, n);
+    free(text);
     assert_non_null(j);
     return j;
 }

@@ -1,11 +1,7 @@
 /*
  * tests/test_file.c - mapped files, the cursor, UTF-8 checks, atomic output.
  */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <cmocka.h>
+#include "tests/testutil.h"
 
 #include <dirent.h>
 #include <stdio.h>
@@ -22,37 +18,13 @@ static char dir[256];
 static int setup(void **state)
 {
     (void)state;
-    snprintf(dir, sizeof dir, "/tmp/qf_test_file.XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
+    return tu_mkdtemp(dir, sizeof dir, "file");
 }
 
 static int teardown(void **state)
 {
-    char cmd[300];
     (void)state;
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    return system(cmd) == 0 ? 0 : -1;
-}
-
-static int count_entries(const char *path)
-{
-    DIR *d = opendir(path);
-    struct dirent *e;
-    int n = 0;
-    assert_non_null(d);
-    while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
-            n++;
-    closedir(d);
-    return n;
-}
-
-static void write_file(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
+    return tu_rm_tree(dir);
 }
 
 static void test_map(void **state)
@@ -72,14 +44,14 @@ static void test_map(void **state)
     assert_non_null(strstr(e.msg, "is a directory"));
 
     snprintf(path, sizeof path, "%s/empty", dir);
-    write_file(path, "");
+    tu_write_text(path, "");
     assert_int_equal(qf_map_open(path, &m, NULL), 0);
     assert_int_equal(qf_map_size(m), 0);
     qf_map_release(m, 0, 100); /* harmless */
     qf_map_close(m);
 
     snprintf(path, sizeof path, "%s/abc", dir);
-    write_file(path, "abcdef");
+    tu_write_text(path, "abcdef");
     assert_int_equal(qf_map_open(path, &m, NULL), 0);
     assert_int_equal(qf_map_size(m), 6);
     assert_memory_equal(qf_map_data(m), "abcdef", 6);
@@ -144,7 +116,7 @@ static void test_out(void **state)
     snprintf(path, sizeof path, "%s/out.bin", dir);
     unlink(path);
     assert_int_equal(qf_out_open(path, 0, &o, &e), 0);
-    assert_int_equal(count_entries(dir) >= 1, 1);
+    assert_int_equal(tu_count_entries(dir) >= 1, 1);
     assert_int_equal(stat(path, &st), -1); /* nothing under the target name yet */
     assert_int_equal(qf_out_write(o, "hello", 5, &e), 0);
     assert_int_equal(qf_out_zeros(o, 10000, &e), 0);
@@ -174,19 +146,19 @@ static void test_out(void **state)
     assert_int_equal(qf_out_open(path, QF_OUT_FORCE, &o, NULL), 0);
     assert_int_equal(qf_out_zeros(o, 20u << 20, NULL), 0); /* past the buffer */
     qf_out_close(o);
-    assert_int_equal(count_entries(dir), 3); /* empty, abc, out.bin */
+    assert_int_equal(tu_count_entries(dir), 3); /* empty, abc, out.bin */
     assert_int_equal(stat(path, &st), 0);
     assert_int_equal(st.st_size, 1);
 
     /* the target appears while writing without force: commit refuses */
     snprintf(path, sizeof path, "%s/race.bin", dir);
     assert_int_equal(qf_out_open(path, 0, &o, NULL), 0);
-    write_file(path, "theirs");
+    tu_write_text(path, "theirs");
     qf_err_clear(&e);
     assert_int_equal(qf_out_commit(o, &e), QF_EEXIST);
     assert_int_equal(stat(path, &st), 0);
     assert_int_equal(st.st_size, 6);
-    assert_int_equal(count_entries(dir), 4);
+    assert_int_equal(tu_count_entries(dir), 4);
 
     /* a folder that does not exist */
     qf_err_clear(&e);

@@ -8,11 +8,7 @@
  * fixtures/corrupt/gguf.tsv must fail with its code and message.
  * Fixtures are found under $QF_ROOT (set by tests/run.sh), else ".".
  */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <cmocka.h>
+#include "tests/testutil.h"
 
 #include <dirent.h>
 #include <inttypes.h>
@@ -44,32 +40,15 @@ static void tmp_path(char *out, size_t cap, const char *name)
 
 static int setup(void **state)
 {
-    const char *r = getenv("QF_ROOT");
     (void)state;
-    snprintf(root, sizeof root, "%s", r && *r ? r : ".");
-    snprintf(dir, sizeof dir, "/tmp/qf_test_gguf.XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
+    snprintf(root, sizeof root, "%s", tu_root());
+    return tu_mkdtemp(dir, sizeof dir, "gguf");
 }
 
 static int teardown(void **state)
 {
-    char cmd[300];
     (void)state;
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    return system(cmd) == 0 ? 0 : -1;
-}
-
-static int count_entries(const char *path)
-{
-    DIR *d = opendir(path);
-    struct dirent *e;
-    int n = 0;
-    assert_non_null(d);
-    while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
-            n++;
-    closedir(d);
-    return n;
+    return tu_rm_tree(dir);
 }
 
 /* Remove every file in the temp dir (tests share it). */
@@ -86,20 +65,6 @@ static void clean_dir(void)
         unlink(p);
     }
     closedir(d);
-}
-
-static uint8_t *slurp(const char *path, uint64_t *size)
-{
-    qf_map *m = NULL;
-    uint8_t *b;
-    assert_int_equal(qf_map_open(path, &m, NULL), 0);
-    *size = qf_map_size(m);
-    b = malloc(*size ? *size : 1);
-    assert_non_null(b);
-    if (*size)
-        memcpy(b, qf_map_data(m), *size);
-    qf_map_close(m);
-    return b;
 }
 
 static qf_gguf *open_ok(const char *path)
@@ -470,12 +435,13 @@ static void test_truncated_prefixes(void **state)
 {
     char path[1200];
     uint8_t *b;
-    uint64_t size, n;
+    size_t size;
+    uint64_t n;
     qf_gguf *g = NULL;
     (void)state;
 
     fixture(path, sizeof path, Q4KM);
-    b = slurp(path, &size);
+    b = tu_read_file(path, &size);
     for (n = 0; n < 14336 + 64; n++) {
         qf_err e = { 0 };
         int rc = qf_gguf_open_buffer(b, n, "cut.gguf", &g, &e);
@@ -682,7 +648,7 @@ static void test_writer_all_types(void **state)
     clean_dir();
     tmp_path(path, sizeof path, "all.gguf");
     write_all_types(path);
-    assert_int_equal(count_entries(dir), 1); /* no temp file left */
+    assert_int_equal(tu_count_entries(dir), 1); /* no temp file left */
     g = open_ok(path);
     assert_int_equal(qf_gguf_version(g), 3);
     assert_int_equal(qf_gguf_kv_count(g), 32);
@@ -828,14 +794,14 @@ static void test_version2(void **state)
 {
     char path[600];
     uint8_t *b;
-    uint64_t size;
+    size_t size;
     qf_gguf *g = NULL;
     (void)state;
 
     clean_dir();
     tmp_path(path, sizeof path, "v2.gguf");
     write_all_types(path);
-    b = slurp(path, &size);
+    b = tu_read_file(path, &size);
     qf_put32(b + 4, 2);
     assert_int_equal(qf_gguf_open_buffer(b, size, "v2.gguf", &g, NULL), 0);
     assert_int_equal(qf_gguf_version(g), 2);
@@ -1027,7 +993,7 @@ static void test_writer_overwrite(void **state)
     assert_non_null(fgets(buf, sizeof buf, f));
     fclose(f);
     assert_string_equal(buf, "precious");
-    assert_int_equal(count_entries(dir), 1);
+    assert_int_equal(tu_count_entries(dir), 1);
     /* with force it is replaced */
     assert_int_equal(qf_gguf_writer_begin(w, path, QF_OUT_FORCE, &e), 0);
     assert_int_equal(qf_gguf_writer_finish(w, &e), 0);
@@ -1037,7 +1003,7 @@ static void test_writer_overwrite(void **state)
         assert_int_equal(qf_gguf_kv_count(g), 1);
         qf_gguf_close(g);
     }
-    assert_int_equal(count_entries(dir), 1);
+    assert_int_equal(tu_count_entries(dir), 1);
 }
 
 static void test_writer_missing_data(void **state)
@@ -1055,11 +1021,11 @@ static void test_writer_missing_data(void **state)
     assert_int_equal(qf_gguf_writer_add_tensor(w, "a", QF_GGML_F32, 1, ne, NULL), 0);
     assert_int_equal(qf_gguf_writer_add_tensor(w, "b", QF_GGML_F32, 1, ne, NULL), 0);
     assert_int_equal(qf_gguf_writer_begin(w, path, 0, &e), 0);
-    assert_int_equal(count_entries(dir), 1); /* the temp file */
+    assert_int_equal(tu_count_entries(dir), 1); /* the temp file */
     assert_int_equal(qf_gguf_writer_write(w, d, 40, &e), 0);
     assert_int_equal(qf_gguf_writer_finish(w, &e), QF_EINVAL);
     assert_non_null(strstr(e.msg, "tensor \"a\": only 40 of 64 bytes written (88 bytes"));
-    assert_int_equal(count_entries(dir), 0); /* no output, no temp file */
+    assert_int_equal(tu_count_entries(dir), 0); /* no output, no temp file */
     assert_int_equal(qf_gguf_writer_finish(w, NULL), QF_EINVAL);
     qf_gguf_writer_free(w);
 
@@ -1069,7 +1035,7 @@ static void test_writer_missing_data(void **state)
     assert_int_equal(qf_gguf_writer_begin(w, path, 0, &e), 0);
     assert_int_equal(qf_gguf_writer_write(w, d, 10, &e), 0);
     qf_gguf_writer_free(w);
-    assert_int_equal(count_entries(dir), 0);
+    assert_int_equal(tu_count_entries(dir), 0);
 }
 
 /* Read `rel`, copy every pair and tensor into a new file, compare bytes. */
@@ -1080,7 +1046,8 @@ static void rewrite_same(const char *rel)
     qf_gguf_writer *w = NULL;
     qf_err e = { 0 };
     uint8_t *a, *b, *all;
-    uint64_t na, nb, total = 0, pos = 0;
+    size_t na, nb;
+    uint64_t total = 0, pos = 0;
     int64_t i;
 
     fixture(in, sizeof in, rel);
@@ -1112,8 +1079,8 @@ static void rewrite_same(const char *rel)
     qf_gguf_writer_free(w);
     qf_gguf_close(g);
     free(all);
-    a = slurp(in, &na);
-    b = slurp(out, &nb);
+    a = tu_read_file(in, &na);
+    b = tu_read_file(out, &nb);
     assert_int_equal(na, nb);
     assert_memory_equal(a, b, na);
     free(a);
@@ -1201,7 +1168,7 @@ static void test_corrupt_fixtures(void **state)
         qf_gguf *g = NULL;
         qf_err e = { 0 }, e2 = { 0 };
         uint8_t *buf;
-        uint64_t size;
+        size_t size;
         int rc, code = 1;
         if (!tab)
             continue;
@@ -1222,7 +1189,7 @@ static void test_corrupt_fixtures(void **state)
         assert_int_equal(e.code, code);
         assert_null(strchr(e.msg, '\n'));
         /* the same bytes through the buffer entry point */
-        buf = slurp(path, &size);
+        buf = tu_read_file(path, &size);
         assert_int_equal(qf_gguf_open_buffer(size ? buf : NULL, size, line, &g, &e2), code);
         assert_non_null(strstr(e2.msg, tab + 1));
         assert_int_equal(strncmp(e2.msg, line, strlen(line)), 0);

@@ -5,11 +5,7 @@
  * observer (verify/model.h) on fixtures/stories260K: which products, in
  * which order, with which input, at no cost to the logits.
  */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <cmocka.h>
+#include "tests/testutil.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -27,19 +23,15 @@ static char root[1024], dir[64];
 
 static int setup(void **state)
 {
-    const char *r = getenv("QF_ROOT");
     (void)state;
-    snprintf(root, sizeof root, "%s", r && *r ? r : ".");
-    snprintf(dir, sizeof dir, "/tmp/qf_test_imatrix.XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
+    snprintf(root, sizeof root, "%s", tu_root());
+    return tu_mkdtemp(dir, sizeof dir, "imatrix");
 }
 
 static int teardown(void **state)
 {
-    char cmd[128];
     (void)state;
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return tu_rm_tree(dir);
 }
 
 /* =====================================================================

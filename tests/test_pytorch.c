@@ -8,11 +8,7 @@
  * Nothing here needs ../shared. Temporary folders come from mkdtemp and are
  * removed by each test.
  */
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <setjmp.h>
-#include <cmocka.h>
+#include "tests/testutil.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -34,90 +30,11 @@
  * Helpers
  * ===================================================================== */
 
-static char *fixture(const char *rel)
-{
-    const char *root = getenv("QF_ROOT");
-    static char buf[8][1024];
-    static int k;
-    char *p = buf[k++ & 7];
-
-    snprintf(p, sizeof buf[0], "%s/%s", root && *root ? root : ".", rel);
-    return p;
-}
-
-static char *make_tmpdir(void)
-{
-    char tmpl[] = "/tmp/qf-pt-test.XXXXXX";
-    char *d = mkdtemp(tmpl);
-    assert_non_null(d);
-    return strdup(d);
-}
-
-static void rm_tree(const char *dir)
-{
-    DIR *d = opendir(dir);
-    struct dirent *de;
-    char p[2048];
-    struct stat sb;
-
-    if (!d)
-        return;
-    while ((de = readdir(d)) != NULL) {
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-            continue;
-        snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
-        if (lstat(p, &sb) == 0 && S_ISDIR(sb.st_mode))
-            rm_tree(p);
-        else
-            unlink(p);
-    }
-    closedir(d);
-    rmdir(dir);
-}
-
-static char *path_in(const char *dir, const char *name)
-{
-    static char buf[8][2048];
-    static int k;
-    char *p = buf[k++ & 7];
-    snprintf(p, sizeof buf[0], "%s/%s", dir, name);
-    return p;
-}
-
-static uint8_t *read_file(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    uint8_t *p;
-    long sz;
-
-    assert_non_null(f);
-    assert_int_equal(fseek(f, 0, SEEK_END), 0);
-    sz = ftell(f);
-    assert_true(sz >= 0);
-    rewind(f);
-    p = malloc((size_t)sz + 1);
-    assert_non_null(p);
-    assert_int_equal(fread(p, 1, (size_t)sz, f), (size_t)sz);
-    fclose(f);
-    *n = (size_t)sz;
-    return p;
-}
-
-static void write_file(const char *path, const void *data, size_t n)
-{
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(data, 1, n, f), n);
-    assert_int_equal(fclose(f), 0);
-}
-
-static void write_text(const char *path, const char *s) { write_file(path, s, strlen(s)); }
-
 static void copy_file(const char *from, const char *to)
 {
     size_t n;
-    uint8_t *p = read_file(from, &n);
-    write_file(to, p, n);
+    uint8_t *p = tu_read_file(from, &n);
+    tu_write_file(to, p, n);
     free(p);
 }
 
@@ -180,7 +97,7 @@ static qf_pt *open_fixture(const char *name)
     qf_pt *pt = NULL;
 
     snprintf(rel, sizeof rel, "fixtures/pytorch/%s", name);
-    if (qf_pt_open(fixture(rel), &pt, &err) != 0) {
+    if (qf_pt_open(tu_fixture(rel), &pt, &err) != 0) {
         print_error("%s: %s\n", name, err.msg);
         fail();
     }
@@ -189,7 +106,7 @@ static qf_pt *open_fixture(const char *name)
 
 static void test_expected_tensors(void **state)
 {
-    FILE *f = fopen(fixture("fixtures/pytorch/expected.tsv"), "r");
+    FILE *f = fopen(tu_fixture("fixtures/pytorch/expected.tsv"), "r");
     char line[2048], cur[256] = "", *fld[8];
     qf_pt *pt = NULL;
     int64_t at = 0, checked = 0;
@@ -261,7 +178,7 @@ static void test_expected_tensors(void **state)
 
 static void test_expected_files(void **state)
 {
-    FILE *f = fopen(fixture("fixtures/pytorch/expected-files.tsv"), "r");
+    FILE *f = fopen(tu_fixture("fixtures/pytorch/expected-files.tsv"), "r");
     char line[1024], *fld[8];
     int n = 0;
 
@@ -294,7 +211,7 @@ static void test_expected_files(void **state)
 
 static void test_refused_fixtures(void **state)
 {
-    FILE *f = fopen(fixture("fixtures/pytorch/refused.tsv"), "r");
+    FILE *f = fopen(tu_fixture("fixtures/pytorch/refused.tsv"), "r");
     char line[1024], *fld[4], rel[512];
     int n = 0;
 
@@ -307,7 +224,7 @@ static void test_refused_fixtures(void **state)
 
         assert_int_equal(split_tabs(line, fld, 4), 2);
         snprintf(rel, sizeof rel, "fixtures/pytorch/%s", fld[0]);
-        path = fixture(rel);
+        path = tu_fixture(rel);
         assert_true(qf_pt_open(path, &pt, &err) < 0);
         assert_null(pt);
         assert_message(&err, path, fld[1]);
@@ -325,8 +242,8 @@ static void test_folders_and_index(void **state)
     int64_t i;
 
     (void)state;
-    assert_int_equal(qf_pt_open(fixture("fixtures/pytorch/sharded"), &a, &err), 0);
-    assert_int_equal(qf_pt_open(fixture("fixtures/pytorch/sharded/pytorch_model.bin.index.json"), &b, &err), 0);
+    assert_int_equal(qf_pt_open(tu_fixture("fixtures/pytorch/sharded"), &a, &err), 0);
+    assert_int_equal(qf_pt_open(tu_fixture("fixtures/pytorch/sharded/pytorch_model.bin.index.json"), &b, &err), 0);
     assert_int_equal(qf_pt_file_count(a), 2);
     assert_non_null(qf_pt_index_path(a));
     assert_true(strstr(qf_pt_file_path(a, 0), "00001-of-00002") != NULL);
@@ -343,8 +260,8 @@ static void test_folders_and_index(void **state)
     qf_pt_close(a);
     qf_pt_close(b);
 
-    assert_int_equal(qf_pt_open(fixture("fixtures/pytorch/llama"), &a, &err), 0);
-    assert_int_equal(qf_pt_open(fixture("fixtures/pytorch/llama/pytorch_model.bin"), &b, &err), 0);
+    assert_int_equal(qf_pt_open(tu_fixture("fixtures/pytorch/llama"), &a, &err), 0);
+    assert_int_equal(qf_pt_open(tu_fixture("fixtures/pytorch/llama/pytorch_model.bin"), &b, &err), 0);
     assert_int_equal(qf_pt_tensor_count(a), 21);
     assert_string_equal(qf_pt_tensor_at(a, 0)->name, "model.embed_tokens.weight");
     assert_string_equal(qf_pt_tensor_at(a, 20)->name, "lm_head.weight");
@@ -359,41 +276,41 @@ static void test_folders_and_index(void **state)
 /* Hostile index files and folders. */
 static void test_index_errors(void **state)
 {
-    char *d = make_tmpdir();
+    char *d = tu_tmpdir("pt");
     const char *n1 = "pytorch_model-00001-of-00002.bin", *n2 = "pytorch_model-00002-of-00002.bin";
     char src[512];
     qf_err err = { 0 };
     qf_pt *pt = NULL;
-    const char *idx = path_in(d, "pytorch_model.bin.index.json");
+    const char *idx = tu_path(d, "pytorch_model.bin.index.json");
 
     (void)state;
     snprintf(src, sizeof src, "fixtures/pytorch/sharded/%s", n1);
-    copy_file(fixture(src), path_in(d, n1));
+    copy_file(tu_fixture(src), tu_path(d, n1));
     snprintf(src, sizeof src, "fixtures/pytorch/sharded/%s", n2);
-    copy_file(fixture(src), path_in(d, n2));
+    copy_file(tu_fixture(src), tu_path(d, n2));
 
-    write_text(idx, "{\"weight_map\": {\"z.first\": \"pytorch_model-00001-of-00002.bin\"}}");
+    tu_write_text(idx, "{\"weight_map\": {\"z.first\": \"pytorch_model-00001-of-00002.bin\"}}");
     assert_int_equal(qf_pt_open(d, &pt, &err), QF_EFORMAT);
     assert_message(&err, idx, "tensor \"a.second\" in shard \"pytorch_model-00001-of-00002.bin\" is not listed");
 
     memset(&err, 0, sizeof err);
-    write_text(idx, "{\"weight_map\": {\"z.first\": \"../pytorch_model-00001-of-00002.bin\"}}");
+    tu_write_text(idx, "{\"weight_map\": {\"z.first\": \"../pytorch_model-00001-of-00002.bin\"}}");
     assert_int_equal(qf_pt_open(idx, &pt, &err), QF_EFORMAT);
     assert_message(&err, idx, "is not a plain file name");
 
     memset(&err, 0, sizeof err);
-    write_text(idx, "{\"weight_map\": {\"z.first\": \"missing.bin\"}}");
+    tu_write_text(idx, "{\"weight_map\": {\"z.first\": \"missing.bin\"}}");
     assert_int_equal(qf_pt_open(idx, &pt, &err), QF_ENOTFOUND);
     assert_message(&err, idx, "shard \"missing.bin\" is missing");
 
     memset(&err, 0, sizeof err);
-    write_text(idx, "{\"weight_map\": {\"z.first\": \"pytorch_model-00002-of-00002.bin\", "
+    tu_write_text(idx, "{\"weight_map\": {\"z.first\": \"pytorch_model-00002-of-00002.bin\", "
                     "\"a.second\": \"pytorch_model-00001-of-00002.bin\"}}");
     assert_int_equal(qf_pt_open(idx, &pt, &err), QF_EFORMAT);
     assert_message(&err, idx, "is in shard \"pytorch_model-00001-of-00002.bin\" but weight_map says");
 
     memset(&err, 0, sizeof err);
-    write_text(idx, "[1, 2]");
+    tu_write_text(idx, "[1, 2]");
     assert_int_equal(qf_pt_open(idx, &pt, &err), QF_EFORMAT);
     assert_message(&err, idx, "not a JSON object");
 
@@ -405,17 +322,17 @@ static void test_index_errors(void **state)
     assert_null(pt);
 
     /* A trainer's side files are never taken for the model. */
-    unlink(path_in(d, n2));
-    copy_file(fixture("fixtures/pytorch/tied.pt"), path_in(d, "optimizer.pt"));
-    copy_file(fixture("fixtures/pytorch/tied.pt"), path_in(d, "training_args.bin"));
+    unlink(tu_path(d, n2));
+    copy_file(tu_fixture("fixtures/pytorch/tied.pt"), tu_path(d, "optimizer.pt"));
+    copy_file(tu_fixture("fixtures/pytorch/tied.pt"), tu_path(d, "training_args.bin"));
     assert_int_equal(qf_pt_open(d, &pt, &err), 0);
     assert_true(strstr(qf_pt_file_path(pt, 0), n1) != NULL);
     qf_pt_close(pt);
-    unlink(path_in(d, n1));
+    unlink(tu_path(d, n1));
     memset(&err, 0, sizeof err);
     assert_int_equal(qf_pt_open(d, &pt, &err), QF_ENOTFOUND);
     assert_message(&err, d, "no PyTorch checkpoint");
-    rm_tree(d);
+    tu_rm_tree(d);
     free(d);
 }
 
@@ -423,7 +340,7 @@ static void test_index_errors(void **state)
 static void test_buffer_zero_copy(void **state)
 {
     size_t n;
-    uint8_t *buf = read_file(fixture("fixtures/pytorch/views.pt"), &n);
+    uint8_t *buf = tu_read_file(tu_fixture("fixtures/pytorch/views.pt"), &n);
     qf_err err = { 0 };
     qf_pt *pt = NULL, *ref = open_fixture("views.pt");
     int64_t i, copies = 0;
@@ -483,7 +400,7 @@ static void test_globals(void **state)
 static void test_verify(void **state)
 {
     size_t n;
-    uint8_t *buf = read_file(fixture("fixtures/pytorch/dtypes.pt"), &n);
+    uint8_t *buf = tu_read_file(tu_fixture("fixtures/pytorch/dtypes.pt"), &n);
     qf_err err = { 0 };
     qf_pt *pt = NULL;
     const qf_pt_tensor *t;
@@ -529,7 +446,7 @@ static void fix_crcs(uint8_t *buf, size_t n)
 static void test_prefixes_and_flips(void **state)
 {
     size_t n, k;
-    uint8_t *buf = read_file(fixture("fixtures/pytorch/tied.pt"), &n), *cp;
+    uint8_t *buf = tu_read_file(tu_fixture("fixtures/pytorch/tied.pt"), &n), *cp;
     int opened = 0;
 
     (void)state;
@@ -596,7 +513,7 @@ static int take_snapshot(const char *dir, snap *out, int max)
         struct stat sb;
         if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
             continue;
-        assert_int_equal(lstat(path_in(dir, de->d_name), &sb), 0);
+        assert_int_equal(lstat(tu_path(dir, de->d_name), &sb), 0);
         snprintf(out[n].name, sizeof out[n].name, "%s", de->d_name);
         out[n].size = (long long)sb.st_size;
         out[n].mtime = (long long)sb.st_mtim.tv_sec * 1000000000LL + sb.st_mtim.tv_nsec;
@@ -626,8 +543,8 @@ static int count_pwned(void)
 
 static void test_malicious(void **state)
 {
-    FILE *f = fopen(fixture("fixtures/malicious/expected.tsv"), "r");
-    char line[2048], *fld[4], rel[512], *d = make_tmpdir();
+    FILE *f = fopen(tu_fixture("fixtures/malicious/expected.tsv"), "r");
+    char line[2048], *fld[4], rel[512], *d = tu_tmpdir("pt");
     static snap before[512], after[512], fx_before[512], fx_after[512];
     int n = 0, nb, na, fb, fa, i, listed_files = 0;
     DIR *dd;
@@ -636,12 +553,12 @@ static void test_malicious(void **state)
     (void)state;
     assert_non_null(f);
     assert_int_equal(count_pwned(), 0);
-    fb = take_snapshot(fixture("fixtures/malicious"), fx_before, 512);
+    fb = take_snapshot(tu_fixture("fixtures/malicious"), fx_before, 512);
     /* Copy every hostile file into the temp folder, then open them there. */
     while (fgets(line, sizeof line, f)) {
         assert_int_equal(split_tabs(line, fld, 4), 2);
         snprintf(rel, sizeof rel, "fixtures/malicious/%s", fld[0]);
-        copy_file(fixture(rel), path_in(d, fld[0]));
+        copy_file(tu_fixture(rel), tu_path(d, fld[0]));
     }
     nb = take_snapshot(d, before, 512);
     rewind(f);
@@ -654,7 +571,7 @@ static void test_malicious(void **state)
         int rc;
 
         assert_int_equal(split_tabs(line, fld, 4), 2);
-        path = path_in(d, fld[0]);
+        path = tu_path(d, fld[0]);
         rc = qf_pt_open(path, &pt, &err);
         if (rc >= 0) {
             print_error("%s was accepted\n", fld[0]);
@@ -664,7 +581,7 @@ static void test_malicious(void **state)
         assert_int_equal(err.code, rc);
         assert_message(&err, path, fld[1]);
         /* the buffer entry point refuses it the same way */
-        buf = read_file(path, &len);
+        buf = tu_read_file(path, &len);
         assert_int_equal(qf_pt_open_buffer(buf, len, fld[0], &pt, &err2), rc);
         assert_message(&err2, fld[0], fld[1]);
         free(buf);
@@ -682,21 +599,21 @@ static void test_malicious(void **state)
         assert_int_equal(after[i].size, before[i].size);
         assert_int_equal(after[i].mtime, before[i].mtime);
     }
-    fa = take_snapshot(fixture("fixtures/malicious"), fx_after, 512);
+    fa = take_snapshot(tu_fixture("fixtures/malicious"), fx_after, 512);
     assert_int_equal(fa, fb);
     for (i = 0; i < fa; i++) {
         assert_string_equal(fx_after[i].name, fx_before[i].name);
         assert_int_equal(fx_after[i].mtime, fx_before[i].mtime);
     }
     /* Every hostile file is in expected.tsv. */
-    dd = opendir(fixture("fixtures/malicious"));
+    dd = opendir(tu_fixture("fixtures/malicious"));
     assert_non_null(dd);
     while ((de = readdir(dd)) != NULL) {
         size_t l = strlen(de->d_name);
         if (l > 3 && strcmp(de->d_name + l - 3, ".pt") == 0) {
             struct stat sb;
             listed_files++;
-            if (stat(path_in(d, de->d_name), &sb) != 0) {
+            if (stat(tu_path(d, de->d_name), &sb) != 0) {
                 print_error("%s is not in fixtures/malicious/expected.tsv\n", de->d_name);
                 fail();
             }
@@ -704,7 +621,7 @@ static void test_malicious(void **state)
     }
     closedir(dd);
     assert_int_equal(listed_files, n);
-    rm_tree(d);
+    tu_rm_tree(d);
     free(d);
 }
 

@@ -9,11 +9,7 @@
  * hits is read); the provenance rewrite must keep the tensors and the
  * digest valid. Fixtures are found under $QF_ROOT (set by tests/run.sh).
  */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <cmocka.h>
+#include "tests/testutil.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -33,36 +29,15 @@ static char root[1024];
 
 static int setup(void **state)
 {
-    const char *r = getenv("QF_ROOT");
     (void)state;
-    snprintf(root, sizeof root, "%s", r && *r ? r : ".");
-    snprintf(dir, sizeof dir, "/tmp/qf_test_qfm.XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
+    snprintf(root, sizeof root, "%s", tu_root());
+    return tu_mkdtemp(dir, sizeof dir, "qfm");
 }
 
 static int teardown(void **state)
 {
-    char cmd[300];
     (void)state;
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    return system(cmd) == 0 ? 0 : -1;
-}
-
-static uint8_t *slurp(const char *path, uint64_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    uint8_t *p;
-    long sz;
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    sz = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    p = malloc((size_t)sz + 1);
-    assert_non_null(p);
-    assert_int_equal(fread(p, 1, (size_t)sz, f), (size_t)sz);
-    fclose(f);
-    *n = (uint64_t)sz;
-    return p;
+    return tu_rm_tree(dir);
 }
 
 /* ---------------------------------------------------------------------
@@ -262,7 +237,7 @@ static void test_threads_and_codecs(void **state)
 {
     char a[512], b[512], c[512];
     uint8_t *x, *y;
-    uint64_t nx, ny;
+    size_t nx, ny;
     qf_qfm_opts o1 = { QF_QFM_ZSTD, 5, 1, 1024 }, o3 = { QF_QFM_ZSTD, 5, 3, 1024 };
     qf_qfm_opts raw = { QF_QFM_RAW, 0, 2, 0 };
     qf_qfm *q = NULL;
@@ -276,8 +251,8 @@ static void test_threads_and_codecs(void **state)
     path_of(c, sizeof c, "raw.qfm");
     assert_int_equal(write_model(a, &o1, 1), 0);
     assert_int_equal(write_model(b, &o3, 1), 0);
-    x = slurp(a, &nx);
-    y = slurp(b, &ny);
+    x = tu_read_file(a, &nx);
+    y = tu_read_file(b, &ny);
     assert_int_equal(nx, ny); /* same bytes whatever the thread count */
     assert_memory_equal(x, y, nx);
     free(x);
@@ -300,14 +275,15 @@ static void test_every_prefix_refused(void **state)
 {
     char p[512];
     uint8_t *f;
-    uint64_t n, k;
+    size_t n;
+    uint64_t k;
     qf_qfm_opts o = { QF_QFM_ZSTD, 3, 1, 1024 };
     (void)state;
 
     fill_data();
     path_of(p, sizeof p, "prefix.qfm");
     assert_int_equal(write_model(p, &o, 1), 0);
-    f = slurp(p, &n);
+    f = tu_read_file(p, &n);
     for (k = 0; k < n; k++) {
         qf_qfm *q = NULL;
         qf_err err = { 0 };
@@ -324,7 +300,8 @@ static void test_every_byte_change_caught(void **state)
 {
     char p[512];
     uint8_t *f;
-    uint64_t n, k;
+    size_t n;
+    uint64_t k;
     qf_qfm_opts o = { QF_QFM_ZSTD, 3, 1, 1024 };
     int named = 0;
     (void)state;
@@ -332,7 +309,7 @@ static void test_every_byte_change_caught(void **state)
     fill_data();
     path_of(p, sizeof p, "flip.qfm");
     assert_int_equal(write_model(p, &o, 1), 0);
-    f = slurp(p, &n);
+    f = tu_read_file(p, &n);
     for (k = 0; k < n; k++) {
         qf_qfm *q = NULL;
         qf_err err = { 0 };

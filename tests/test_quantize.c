@@ -12,11 +12,7 @@
  * files are not in the fixtures, to keep them small).
  * Fixtures are found under $QF_ROOT (set by tests/run.sh), else ".".
  */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <cmocka.h>
+#include "tests/testutil.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -37,30 +33,9 @@
  * Helpers
  * ------------------------------------------------------------------- */
 
-static const char *fixture(char *buf, size_t cap, const char *rel)
-{
-    const char *root = getenv("QF_ROOT");
-    snprintf(buf, cap, "%s/%s", root && *root ? root : ".", rel);
-    return buf;
-}
-
-/* Whole file (owned by the caller: free); fails the test if missing. */
-static void *slurp(const char *rel, size_t *len)
-{
-    char path[1024];
-    FILE *f = fopen(fixture(path, sizeof path, rel), "rb");
-    if (!f)
-        fail_msg("cannot open fixture %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    void *p = malloc(n > 0 ? (size_t)n : 1);
-    assert_non_null(p);
-    assert_int_equal(fread(p, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
-    *len = (size_t)n;
-    return p;
-}
+/* A file of the source tree, whole (owned by the caller: free); fails the
+ * test if missing. */
+static void *slurp(const char *rel, size_t *len) { return tu_read_file(tu_fixture(rel), len); }
 
 static float *slurp_f32(const char *rel, size_t *count)
 {
@@ -294,14 +269,10 @@ static void test_imatrix_golden(void **state)
         { "blk.1.ffn_down.weight", QF_GGML_Q6_K, 768 },
     };
     const int64_t rows = 8;
-    char path[1024];
     qf_imatrix *im = NULL;
     qf_err err = { 0 };
     (void)state;
-    assert_int_equal(
-        qf_imatrix_open(fixture(path, sizeof path, "fixtures/quant/imatrix/tiny-llama-256.imatrix"),
-                        &im, &err),
-        0);
+    assert_int_equal(qf_imatrix_open(tu_fixture("fixtures/quant/imatrix/tiny-llama-256.imatrix"), &im, &err), 0);
     assert_int_equal(qf_imatrix_count(im), 14);
     assert_int_equal(qf_imatrix_last_chunk(im), 100);
     assert_string_equal(qf_imatrix_dataset(im), "../../models/tiny-llama-256/train.txt");

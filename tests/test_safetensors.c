@@ -4,11 +4,7 @@
  * Fixtures are found under $QF_ROOT (set by tests/run.sh), else ".".
  * Temporary folders come from mkdtemp and are removed by each test.
  */
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <setjmp.h>
-#include <cmocka.h>
+#include "tests/testutil.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -26,100 +22,6 @@
 /* =====================================================================
  * Helpers
  * ===================================================================== */
-
-static char *fixture(const char *rel)
-{
-    const char *root = getenv("QF_ROOT");
-    static char buf[4][1024];
-    static int k;
-    char *p = buf[k++ & 3];
-
-    snprintf(p, sizeof buf[0], "%s/%s", root && *root ? root : ".", rel);
-    return p;
-}
-
-static char *make_tmpdir(void)
-{
-    char tmpl[] = "/tmp/qf-st-test.XXXXXX";
-    char *d = mkdtemp(tmpl);
-    assert_non_null(d);
-    return strdup(d);
-}
-
-/* rm -r for the flat (or one-level) folders the tests make. */
-static void rm_tree(const char *dir)
-{
-    DIR *d = opendir(dir);
-    struct dirent *de;
-    char p[2048];
-    struct stat sb;
-
-    if (!d)
-        return;
-    while ((de = readdir(d)) != NULL) {
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-            continue;
-        snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
-        if (lstat(p, &sb) == 0 && S_ISDIR(sb.st_mode))
-            rm_tree(p);
-        else
-            unlink(p);
-    }
-    closedir(d);
-    rmdir(dir);
-}
-
-static int count_entries(const char *dir)
-{
-    DIR *d = opendir(dir);
-    struct dirent *de;
-    int n = 0;
-
-    assert_non_null(d);
-    while ((de = readdir(d)) != NULL)
-        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
-            n++;
-    closedir(d);
-    return n;
-}
-
-static char *path_in(const char *dir, const char *name)
-{
-    static char buf[4][2048];
-    static int k;
-    char *p = buf[k++ & 3];
-    snprintf(p, sizeof buf[0], "%s/%s", dir, name);
-    return p;
-}
-
-static void write_file(const char *path, const void *data, size_t n)
-{
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(data, 1, n, f), n);
-    assert_int_equal(fclose(f), 0);
-}
-
-static void write_text(const char *path, const char *s) { write_file(path, s, strlen(s)); }
-
-static uint8_t *read_file(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    uint8_t *p;
-    long sz;
-
-    assert_non_null(f);
-    assert_int_equal(fseek(f, 0, SEEK_END), 0);
-    sz = ftell(f);
-    assert_true(sz >= 0);
-    rewind(f);
-    p = malloc((size_t)sz + 1);
-    assert_non_null(p);
-    assert_int_equal(fread(p, 1, (size_t)sz, f), (size_t)sz);
-    fclose(f);
-    *n = (size_t)sz;
-    return p;
-}
 
 /* A safetensors image: header text (length taken from it) + data bytes. */
 static uint8_t *image(const char *header, const void *data, size_t n_data, size_t *n)
@@ -267,7 +169,7 @@ static void test_stories_file(void **state)
 {
     qf_st *st = NULL;
     qf_err err = { 0 };
-    const char *path = fixture("fixtures/stories260K/model.safetensors");
+    const char *path = tu_fixture("fixtures/stories260K/model.safetensors");
     const char *k, *v;
     int64_t i;
 
@@ -311,12 +213,12 @@ static void test_stories_folder_and_buffer(void **state)
 
     (void)state;
     /* The folder holds one .safetensors (and .json files that are not indexes). */
-    assert_int_equal(qf_st_open(fixture("fixtures/stories260K"), &st, &err), 0);
+    assert_int_equal(qf_st_open(tu_fixture("fixtures/stories260K"), &st, &err), 0);
     check_stories(st);
     assert_non_null(strstr(qf_st_file_path(st, 0), "stories260K/model.safetensors"));
     qf_st_close(st);
 
-    buf = read_file(fixture("fixtures/stories260K/model.safetensors"), &n);
+    buf = tu_read_file(tu_fixture("fixtures/stories260K/model.safetensors"), &n);
     assert_int_equal(qf_st_open_buffer(buf, n, "mem.safetensors", &st, &err), 0);
     check_stories(st);
     assert_string_equal(qf_st_file_path(st, 0), "mem.safetensors");
@@ -521,7 +423,7 @@ static const struct {
 
 static void test_corrupt_fixtures(void **state)
 {
-    FILE *f = fopen(fixture("fixtures/corrupt/safetensors.tsv"), "r");
+    FILE *f = fopen(tu_fixture("fixtures/corrupt/safetensors.tsv"), "r");
     char line[1024], path[1200], prefix[1300];
     int seen[N_CORRUPT] = { 0 };
     size_t i, lines = 0;
@@ -550,13 +452,13 @@ static void test_corrupt_fixtures(void **state)
         if (code == 0)
             print_error("%s: no expected code in the test's table\n", line);
         assert_int_not_equal(code, 0);
-        snprintf(path, sizeof path, "%s", fixture("fixtures/corrupt"));
+        snprintf(path, sizeof path, "%s", tu_fixture("fixtures/corrupt"));
         snprintf(path + strlen(path), sizeof path - strlen(path), "/%s", line);
         snprintf(prefix, sizeof prefix, "%s: ", path);
         expect_open_fail(path, code, prefix, tab + 1);
 
         /* The buffer entry point says the same thing. */
-        buf = read_file(path, &n);
+        buf = tu_read_file(path, &n);
         assert_int_equal(qf_st_open_buffer(buf, n, path, &st, &err), code);
         assert_null(st);
         assert_non_null(strstr(err.msg, tab + 1));
@@ -570,7 +472,7 @@ static void test_corrupt_fixtures(void **state)
         assert_int_equal(seen[i], 1);
 
     /* Every st-* file in the folder is listed. */
-    d = opendir(fixture("fixtures/corrupt"));
+    d = opendir(tu_fixture("fixtures/corrupt"));
     assert_non_null(d);
     while ((de = readdir(d)) != NULL) {
         int found = 0;
@@ -591,8 +493,8 @@ static void test_corrupt_fixtures(void **state)
 
 static void test_writer_exact_bytes(void **state)
 {
-    char *dir = make_tmpdir();
-    const char *out = path_in(dir, "x.safetensors");
+    char *dir = tu_tmpdir("st");
+    const char *out = tu_path(dir, "x.safetensors");
     static const char want[] =
         "{\"__metadata__\":{\"format\":\"pt\"},"
         "\"a\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,24]}}";
@@ -614,7 +516,7 @@ static void test_writer_exact_bytes(void **state)
     assert_int_equal(qf_st_writer_finish(w, &err), 0);
     qf_st_writer_free(w);
 
-    got = read_file(out, &n);
+    got = tu_read_file(out, &n);
     assert_int_equal(n, 8 + hlen + 24);
     assert_int_equal(got[0], hlen);
     for (i = 1; i < 8; i++)
@@ -630,20 +532,20 @@ static void test_writer_exact_bytes(void **state)
     assert_int_equal(qf_st_writer_begin(w, out, QF_OUT_FORCE, &err), 0);
     assert_int_equal(qf_st_writer_finish(w, &err), 0);
     qf_st_writer_free(w);
-    got = read_file(out, &n);
+    got = tu_read_file(out, &n);
     assert_int_equal(n, 16);
     assert_memory_equal(got, "\x08\0\0\0\0\0\0\0{}      ", 16);
     free(got);
 
-    assert_int_equal(count_entries(dir), 1);
-    rm_tree(dir);
+    assert_int_equal(tu_count_entries(dir), 1);
+    tu_rm_tree(dir);
     free(dir);
 }
 
 static void test_writer_round_trip(void **state)
 {
-    char *dir = make_tmpdir();
-    const char *out = path_in(dir, "rt.safetensors");
+    char *dir = tu_tmpdir("st");
+    const char *out = tu_path(dir, "rt.safetensors");
     static const char *odd = "we\"ird\\name\n\t\x01 \xc3\xa9\xe2\x82\xac";
     uint64_t s1[3] = { 3, 5, 7 }, s2[1] = { 9 }, s3[2] = { 4, 0 };
     size_t total = 3 * 5 * 7 * 2 + 9 * 8 + 0 + 4, off, step;
@@ -713,10 +615,10 @@ static void test_writer_round_trip(void **state)
     qf_st_close(st);
 
     /* Reading back and rewriting gives the same bytes. */
-    back = read_file(out, &n);
+    back = tu_read_file(out, &n);
     assert_int_equal(qf_st_open_buffer(back, n, "back", &st, &err), 0);
     {
-        const char *out2 = path_in(dir, "rt2.safetensors");
+        const char *out2 = tu_path(dir, "rt2.safetensors");
         uint8_t *again;
         size_t n2;
         int64_t i;
@@ -737,7 +639,7 @@ static void test_writer_round_trip(void **state)
         }
         assert_int_equal(qf_st_writer_finish(w, &err), 0);
         qf_st_writer_free(w);
-        again = read_file(out2, &n2);
+        again = tu_read_file(out2, &n2);
         assert_int_equal(n2, n);
         assert_memory_equal(again, back, n);
         free(again);
@@ -745,14 +647,14 @@ static void test_writer_round_trip(void **state)
     qf_st_close(st);
     free(back);
     free(data);
-    rm_tree(dir);
+    tu_rm_tree(dir);
     free(dir);
 }
 
 static void test_writer_no_overwrite(void **state)
 {
-    char *dir = make_tmpdir();
-    const char *out = path_in(dir, "keep.safetensors");
+    char *dir = tu_tmpdir("st");
+    const char *out = tu_path(dir, "keep.safetensors");
     uint64_t shape = 4;
     qf_st_writer *w = NULL;
     qf_err err = { 0 };
@@ -761,17 +663,17 @@ static void test_writer_no_overwrite(void **state)
     qf_st *st = NULL;
 
     (void)state;
-    write_text(out, "precious");
+    tu_write_text(out, "precious");
     assert_int_equal(qf_st_writer_new(&w, &err), 0);
     assert_int_equal(qf_st_writer_add_tensor(w, "a", QF_DTYPE_U8, 1, &shape, &err), 0);
     assert_int_equal(qf_st_writer_begin(w, out, 0, &err), QF_EEXIST);
     assert_int_equal(err.code, QF_EEXIST);
     assert_non_null(strstr(err.msg, out));
-    got = read_file(out, &n);
+    got = tu_read_file(out, &n);
     assert_int_equal(n, 8);
     assert_memory_equal(got, "precious", 8);
     free(got);
-    assert_int_equal(count_entries(dir), 1);
+    assert_int_equal(tu_count_entries(dir), 1);
 
     /* The same writer can begin again, with force. */
     qf_err_clear(&err);
@@ -783,15 +685,15 @@ static void test_writer_no_overwrite(void **state)
     assert_int_equal(qf_st_open(out, &st, &err), 0);
     assert_memory_equal(qf_st_tensor_at(st, 0)->data, "abcd", 4);
     qf_st_close(st);
-    assert_int_equal(count_entries(dir), 1);
-    rm_tree(dir);
+    assert_int_equal(tu_count_entries(dir), 1);
+    tu_rm_tree(dir);
     free(dir);
 }
 
 static void test_writer_missing_data(void **state)
 {
-    char *dir = make_tmpdir();
-    const char *out = path_in(dir, "part.safetensors");
+    char *dir = tu_tmpdir("st");
+    const char *out = tu_path(dir, "part.safetensors");
     uint64_t shape[2] = { 4, 4 };
     qf_st_writer *w = NULL;
     qf_err err = { 0 };
@@ -803,7 +705,7 @@ static void test_writer_missing_data(void **state)
     assert_int_equal(qf_st_writer_add_tensor(w, "a", QF_DTYPE_F32, 2, shape, &err), 0);
     assert_int_equal(qf_st_writer_add_tensor(w, "b", QF_DTYPE_F32, 2, shape, &err), 0);
     assert_int_equal(qf_st_writer_begin(w, out, 0, &err), 0);
-    assert_int_equal(count_entries(dir), 1); /* the temp file */
+    assert_int_equal(tu_count_entries(dir), 1); /* the temp file */
     assert_int_equal(qf_st_writer_write(w, data, 64, &err), 0);
     assert_int_equal(qf_st_writer_write(w, data, 40, &err), 0);
     assert_int_equal(qf_st_writer_finish(w, &err), QF_EINVAL);
@@ -811,7 +713,7 @@ static void test_writer_missing_data(void **state)
     assert_non_null(strstr(err.msg, "\"b\""));
     assert_int_equal(strncmp(err.msg, out, strlen(out)), 0);
     assert_int_not_equal(stat(out, &sb), 0);
-    assert_int_equal(count_entries(dir), 0); /* no temp file left */
+    assert_int_equal(tu_count_entries(dir), 0); /* no temp file left */
     /* calls after a finished writer are refused */
     qf_err_clear(&err);
     assert_int_equal(qf_st_writer_write(w, data, 1, &err), QF_EINVAL);
@@ -824,9 +726,9 @@ static void test_writer_missing_data(void **state)
     assert_int_equal(qf_st_writer_begin(w, out, 0, &err), 0);
     assert_int_equal(qf_st_writer_write(w, data, 64, &err), 0);
     qf_st_writer_free(w);
-    assert_int_equal(count_entries(dir), 0);
+    assert_int_equal(tu_count_entries(dir), 0);
     qf_st_writer_free(NULL);
-    rm_tree(dir);
+    tu_rm_tree(dir);
     free(dir);
 }
 
@@ -888,8 +790,8 @@ static void test_writer_bad_arguments(void **state)
 
 static void test_all_dtypes(void **state)
 {
-    char *dir = make_tmpdir();
-    const char *out = path_in(dir, "dt.safetensors");
+    char *dir = tu_tmpdir("st");
+    const char *out = tu_path(dir, "dt.safetensors");
     qf_st_writer *w = NULL;
     qf_st *st = NULL;
     qf_err err = { 0 };
@@ -939,7 +841,7 @@ static void test_all_dtypes(void **state)
         qf_st_close(st);
         free(img);
     }
-    rm_tree(dir);
+    tu_rm_tree(dir);
     free(dir);
 }
 
@@ -963,8 +865,8 @@ static const char good_index[] =
 static void make_shards(const char *dir)
 {
     /* shard 2 written first: the order comes from the file names */
-    write_u8_file(path_in(dir, "model-00002-of-00002.safetensors"), sh2_names, sh2_sizes, 2);
-    write_u8_file(path_in(dir, "model-00001-of-00002.safetensors"), sh1_names, sh1_sizes, 3);
+    write_u8_file(tu_path(dir, "model-00002-of-00002.safetensors"), sh2_names, sh2_sizes, 2);
+    write_u8_file(tu_path(dir, "model-00001-of-00002.safetensors"), sh1_names, sh1_sizes, 3);
 }
 
 static void check_sharded(const qf_st *st, const char *dir)
@@ -975,8 +877,8 @@ static void check_sharded(const qf_st *st, const char *dir)
 
     assert_int_equal(qf_st_tensor_count(st), 5);
     assert_int_equal(qf_st_file_count(st), 2);
-    assert_string_equal(qf_st_file_path(st, 0), path_in(dir, "model-00001-of-00002.safetensors"));
-    assert_string_equal(qf_st_file_path(st, 1), path_in(dir, "model-00002-of-00002.safetensors"));
+    assert_string_equal(qf_st_file_path(st, 0), tu_path(dir, "model-00001-of-00002.safetensors"));
+    assert_string_equal(qf_st_file_path(st, 1), tu_path(dir, "model-00002-of-00002.safetensors"));
     for (i = 0; i < 5; i++) {
         const qf_st_tensor *t = qf_st_tensor_at(st, i);
         assert_string_equal(t->name, order[i]);
@@ -995,8 +897,8 @@ static void check_sharded(const qf_st *st, const char *dir)
 
 static void test_sharded(void **state)
 {
-    char *dir = make_tmpdir();
-    char *index = strdup(path_in(dir, "model.safetensors.index.json"));
+    char *dir = tu_tmpdir("st");
+    char *index = strdup(tu_path(dir, "model.safetensors.index.json"));
     qf_st *st = NULL;
     qf_err err = { 0 };
 
@@ -1006,7 +908,7 @@ static void test_sharded(void **state)
     expect_open_fail(dir, QF_EFORMAT, dir,
                      "2 .safetensors files and no model.safetensors.index.json: "
                      "model-00001-of-00002.safetensors, model-00002-of-00002.safetensors");
-    write_text(index, good_index);
+    tu_write_text(index, good_index);
 
     assert_int_equal(qf_st_open(index, &st, &err), 0);
     check_sharded(st, dir);
@@ -1019,18 +921,18 @@ static void test_sharded(void **state)
     qf_st_close(st);
 
     /* A shard can still be opened alone. */
-    assert_int_equal(qf_st_open(path_in(dir, "model-00002-of-00002.safetensors"), &st, &err), 0);
+    assert_int_equal(qf_st_open(tu_path(dir, "model-00002-of-00002.safetensors"), &st, &err), 0);
     assert_int_equal(qf_st_tensor_count(st), 2);
     qf_st_close(st);
-    rm_tree(dir);
+    tu_rm_tree(dir);
     free(index);
     free(dir);
 }
 
 static void test_index_errors(void **state)
 {
-    char *dir = make_tmpdir();
-    char *index = strdup(path_in(dir, "model.safetensors.index.json"));
+    char *dir = tu_tmpdir("st");
+    char *index = strdup(tu_path(dir, "model.safetensors.index.json"));
     char prefix[2100];
     static const char *const extra_names[] = { "norm", "extra" };
     static const uint64_t extra_sizes[] = { 4, 4 };
@@ -1040,14 +942,14 @@ static void test_index_errors(void **state)
     snprintf(prefix, sizeof prefix, "%s: ", index);
 
     /* A shard that does not exist. */
-    write_text(index, "{\"weight_map\":{\"embed\":\"model-00001-of-00002.safetensors\","
+    tu_write_text(index, "{\"weight_map\":{\"embed\":\"model-00001-of-00002.safetensors\","
                       "\"x\":\"model-00003-of-00003.safetensors\"}}");
     expect_open_fail(index, QF_ENOTFOUND, prefix,
                      "shard \"model-00003-of-00003.safetensors\" is missing");
     expect_open_fail(dir, QF_ENOTFOUND, prefix, "model-00003-of-00003.safetensors");
 
     /* A tensor the map puts in a shard that lacks it. */
-    write_text(index, "{\"weight_map\":{\"embed\":\"model-00001-of-00002.safetensors\","
+    tu_write_text(index, "{\"weight_map\":{\"embed\":\"model-00001-of-00002.safetensors\","
                       "\"layer.0.w\":\"model-00001-of-00002.safetensors\","
                       "\"layer.1.w\":\"model-00001-of-00002.safetensors\","
                       "\"head\":\"model-00002-of-00002.safetensors\","
@@ -1057,7 +959,7 @@ static void test_index_errors(void **state)
                      "tensor \"ghost\" is not in shard \"model-00002-of-00002.safetensors\"");
 
     /* A tensor in a shard that the map does not list. */
-    write_text(index, "{\"weight_map\":{\"embed\":\"model-00001-of-00002.safetensors\","
+    tu_write_text(index, "{\"weight_map\":{\"embed\":\"model-00001-of-00002.safetensors\","
                       "\"layer.0.w\":\"model-00001-of-00002.safetensors\","
                       "\"head\":\"model-00002-of-00002.safetensors\","
                       "\"norm\":\"model-00002-of-00002.safetensors\"}}");
@@ -1066,7 +968,7 @@ static void test_index_errors(void **state)
                      "listed in weight_map");
 
     /* A tensor the map places in the other shard. */
-    write_text(index, "{\"weight_map\":{\"embed\":\"model-00001-of-00002.safetensors\","
+    tu_write_text(index, "{\"weight_map\":{\"embed\":\"model-00001-of-00002.safetensors\","
                       "\"layer.0.w\":\"model-00001-of-00002.safetensors\","
                       "\"layer.1.w\":\"model-00001-of-00002.safetensors\","
                       "\"head\":\"model-00001-of-00002.safetensors\","
@@ -1076,41 +978,41 @@ static void test_index_errors(void **state)
                      "weight_map says \"model-00001-of-00002.safetensors\"");
 
     /* Path traversal and other non-plain shard names. */
-    write_text(index, "{\"weight_map\":{\"embed\":\"../model-00001-of-00002.safetensors\"}}");
+    tu_write_text(index, "{\"weight_map\":{\"embed\":\"../model-00001-of-00002.safetensors\"}}");
     expect_open_fail(index, QF_EFORMAT, prefix, "is not a plain file name");
-    write_text(index, "{\"weight_map\":{\"embed\":\"..\"}}");
+    tu_write_text(index, "{\"weight_map\":{\"embed\":\"..\"}}");
     expect_open_fail(index, QF_EFORMAT, prefix, "shard \"..\" is not a plain file name");
-    write_text(index, "{\"weight_map\":{\"embed\":\"/etc/passwd\"}}");
+    tu_write_text(index, "{\"weight_map\":{\"embed\":\"/etc/passwd\"}}");
     expect_open_fail(index, QF_EFORMAT, prefix, "is not a plain file name");
-    write_text(index, "{\"weight_map\":{\"embed\":\"sub/x.safetensors\"}}");
+    tu_write_text(index, "{\"weight_map\":{\"embed\":\"sub/x.safetensors\"}}");
     expect_open_fail(index, QF_EFORMAT, prefix, "is not a plain file name");
-    write_text(index, "{\"weight_map\":{\"embed\":\"\"}}");
+    tu_write_text(index, "{\"weight_map\":{\"embed\":\"\"}}");
     expect_open_fail(index, QF_EFORMAT, prefix, "is not a plain file name");
 
     /* Malformed indexes. */
-    write_text(index, "{\"metadata\":{}}");
+    tu_write_text(index, "{\"metadata\":{}}");
     expect_open_fail(index, QF_EFORMAT, prefix, "no \"weight_map\" object");
-    write_text(index, "{\"weight_map\":{}}");
+    tu_write_text(index, "{\"weight_map\":{}}");
     expect_open_fail(index, QF_EFORMAT, prefix, "\"weight_map\" is empty");
-    write_text(index, "{\"weight_map\":{\"embed\":3}}");
+    tu_write_text(index, "{\"weight_map\":{\"embed\":3}}");
     expect_open_fail(index, QF_EFORMAT, prefix, "shard is not a string");
-    write_text(index, "{\"weight_map\":{\"embed\":\"a.safetensors\",\"embed\":\"a.safetensors\"}}");
+    tu_write_text(index, "{\"weight_map\":{\"embed\":\"a.safetensors\",\"embed\":\"a.safetensors\"}}");
     expect_open_fail(index, QF_EFORMAT, prefix, "duplicate tensor \"embed\"");
-    write_text(index, "{\"weight_map\":{\"embed\":\"a.safetensors\"}} trailing");
+    tu_write_text(index, "{\"weight_map\":{\"embed\":\"a.safetensors\"}} trailing");
     expect_open_fail(index, QF_EFORMAT, prefix, "bytes after the JSON object");
-    write_text(index, "[\"weight_map\"]");
+    tu_write_text(index, "[\"weight_map\"]");
     expect_open_fail(index, QF_EFORMAT, prefix, "not a JSON object");
-    write_text(index, "{\"weight_map\":");
+    tu_write_text(index, "{\"weight_map\":");
     expect_open_fail(index, QF_EFORMAT, prefix, "not valid JSON");
-    write_text(index, "");
+    tu_write_text(index, "");
     expect_open_fail(index, QF_EFORMAT, prefix, "not valid JSON");
-    write_text(index, "{\"weight_map\":{\"embed\xff\":\"a.safetensors\"}}");
+    tu_write_text(index, "{\"weight_map\":{\"embed\xff\":\"a.safetensors\"}}");
     expect_open_fail(index, QF_EFORMAT, prefix, "not valid UTF-8");
 
     /* The same tensor in two shards (one listed, one not). */
-    write_u8_file(path_in(dir, "model-00002-of-00002.safetensors"), extra_names, extra_sizes, 2);
-    write_u8_file(path_in(dir, "model-00003-of-00003.safetensors"), sh2_names, sh2_sizes, 2);
-    write_text(index, "{\"weight_map\":{\"embed\":\"model-00001-of-00002.safetensors\","
+    write_u8_file(tu_path(dir, "model-00002-of-00002.safetensors"), extra_names, extra_sizes, 2);
+    write_u8_file(tu_path(dir, "model-00003-of-00003.safetensors"), sh2_names, sh2_sizes, 2);
+    tu_write_text(index, "{\"weight_map\":{\"embed\":\"model-00001-of-00002.safetensors\","
                       "\"layer.0.w\":\"model-00001-of-00002.safetensors\","
                       "\"layer.1.w\":\"model-00001-of-00002.safetensors\","
                       "\"extra\":\"model-00002-of-00002.safetensors\","
@@ -1121,24 +1023,24 @@ static void test_index_errors(void **state)
                      "weight_map says \"model-00003-of-00003.safetensors\"");
 
     /* A corrupt shard names the shard file. */
-    write_text(path_in(dir, "model-00003-of-00003.safetensors"), "junk");
-    write_text(index, "{\"weight_map\":{\"embed\":\"model-00001-of-00002.safetensors\","
+    tu_write_text(tu_path(dir, "model-00003-of-00003.safetensors"), "junk");
+    tu_write_text(index, "{\"weight_map\":{\"embed\":\"model-00001-of-00002.safetensors\","
                       "\"layer.0.w\":\"model-00001-of-00002.safetensors\","
                       "\"layer.1.w\":\"model-00001-of-00002.safetensors\","
                       "\"x\":\"model-00003-of-00003.safetensors\"}}");
     {
         char sp[2100];
-        snprintf(sp, sizeof sp, "%s: ", path_in(dir, "model-00003-of-00003.safetensors"));
+        snprintf(sp, sizeof sp, "%s: ", tu_path(dir, "model-00003-of-00003.safetensors"));
         expect_open_fail(index, QF_ETRUNC, sp, "too short");
     }
-    rm_tree(dir);
+    tu_rm_tree(dir);
     free(index);
     free(dir);
 }
 
 static void test_folder_forms(void **state)
 {
-    char *dir = make_tmpdir();
+    char *dir = tu_tmpdir("st");
     char sub[1100], blobs[1100], snap[1100], target[1200];
     static const char *const one_name[] = { "w" };
     static const uint64_t one_size[] = { 8 };
@@ -1148,44 +1050,44 @@ static void test_folder_forms(void **state)
     (void)state;
     /* Nothing there. */
     expect_open_fail(dir, QF_ENOTFOUND, dir, "no .safetensors file");
-    write_text(path_in(dir, "config.json"), "{}");
+    tu_write_text(tu_path(dir, "config.json"), "{}");
     expect_open_fail(dir, QF_ENOTFOUND, dir, "no .safetensors file");
-    expect_open_fail(path_in(dir, "missing.safetensors"), QF_ENOTFOUND, path_in(dir, "missing"),
+    expect_open_fail(tu_path(dir, "missing.safetensors"), QF_ENOTFOUND, tu_path(dir, "missing"),
                      "No such file");
 
     /* One file: used; hidden files and folders named *.safetensors are not. */
-    write_u8_file(path_in(dir, "only.safetensors"), one_name, one_size, 1);
-    write_text(path_in(dir, ".hidden.safetensors"), "junk");
+    write_u8_file(tu_path(dir, "only.safetensors"), one_name, one_size, 1);
+    tu_write_text(tu_path(dir, ".hidden.safetensors"), "junk");
     snprintf(sub, sizeof sub, "%s/dir.safetensors", dir);
     assert_int_equal(mkdir(sub, 0755), 0);
     assert_int_equal(qf_st_open(dir, &st, &err), 0);
     assert_int_equal(qf_st_tensor_count(st), 1);
-    assert_string_equal(qf_st_file_path(st, 0), path_in(dir, "only.safetensors"));
+    assert_string_equal(qf_st_file_path(st, 0), tu_path(dir, "only.safetensors"));
     assert_null(qf_st_index_path(st));
     qf_st_close(st);
     /* a trailing slash gives the same path */
     snprintf(target, sizeof target, "%s/", dir);
     assert_int_equal(qf_st_open(target, &st, &err), 0);
-    assert_string_equal(qf_st_file_path(st, 0), path_in(dir, "only.safetensors"));
+    assert_string_equal(qf_st_file_path(st, 0), tu_path(dir, "only.safetensors"));
     qf_st_close(st);
     /* a folder cannot be opened as a shard by a path ending in .safetensors */
     expect_open_fail(sub, QF_ENOTFOUND, sub, "no .safetensors file");
 
     /* Two files and no index: an error naming both. */
-    write_u8_file(path_in(dir, "b.safetensors"), one_name, one_size, 1);
+    write_u8_file(tu_path(dir, "b.safetensors"), one_name, one_size, 1);
     expect_open_fail(dir, QF_EFORMAT, dir, "b.safetensors, only.safetensors");
 
     /* A lone index of another name is used (diffusers). */
-    write_text(path_in(dir, "diffusion_pytorch_model.safetensors.index.json"),
+    tu_write_text(tu_path(dir, "diffusion_pytorch_model.safetensors.index.json"),
                "{\"weight_map\":{\"w\":\"b.safetensors\"}}");
     assert_int_equal(qf_st_open(dir, &st, &err), 0);
     assert_int_equal(qf_st_file_count(st), 1);
     assert_string_equal(qf_st_index_path(st),
-                        path_in(dir, "diffusion_pytorch_model.safetensors.index.json"));
+                        tu_path(dir, "diffusion_pytorch_model.safetensors.index.json"));
     qf_st_close(st);
-    write_text(path_in(dir, "other.safetensors.index.json"), "{}");
+    tu_write_text(tu_path(dir, "other.safetensors.index.json"), "{}");
     expect_open_fail(dir, QF_EFORMAT, dir, "2 index files");
-    rm_tree(dir);
+    tu_rm_tree(dir);
 
     /* Hugging Face cache layout: snapshot entries are symlinks into blobs/. */
     assert_int_equal(mkdir(dir, 0700), 0);
@@ -1196,27 +1098,27 @@ static void test_folder_forms(void **state)
     snprintf(snap, sizeof snap, "%s/snapshots/abc123", dir);
     assert_int_equal(mkdir(snap, 0755), 0);
     make_shards(blobs);
-    assert_int_equal(rename(path_in(blobs, "model-00001-of-00002.safetensors"),
-                            path_in(blobs, "1111")), 0);
-    assert_int_equal(rename(path_in(blobs, "model-00002-of-00002.safetensors"),
-                            path_in(blobs, "2222")), 0);
-    write_text(path_in(blobs, "3333"), good_index);
-    assert_int_equal(symlink("../../blobs/1111", path_in(snap, "model-00001-of-00002.safetensors")),
+    assert_int_equal(rename(tu_path(blobs, "model-00001-of-00002.safetensors"),
+                            tu_path(blobs, "1111")), 0);
+    assert_int_equal(rename(tu_path(blobs, "model-00002-of-00002.safetensors"),
+                            tu_path(blobs, "2222")), 0);
+    tu_write_text(tu_path(blobs, "3333"), good_index);
+    assert_int_equal(symlink("../../blobs/1111", tu_path(snap, "model-00001-of-00002.safetensors")),
                      0);
-    assert_int_equal(symlink("../../blobs/2222", path_in(snap, "model-00002-of-00002.safetensors")),
+    assert_int_equal(symlink("../../blobs/2222", tu_path(snap, "model-00002-of-00002.safetensors")),
                      0);
-    assert_int_equal(symlink("../../blobs/3333", path_in(snap, "model.safetensors.index.json")), 0);
+    assert_int_equal(symlink("../../blobs/3333", tu_path(snap, "model.safetensors.index.json")), 0);
     assert_int_equal(qf_st_open(snap, &st, &err), 0);
     check_sharded(st, snap);
     qf_st_close(st);
-    assert_int_equal(qf_st_open(path_in(snap, "model.safetensors.index.json"), &st, &err), 0);
+    assert_int_equal(qf_st_open(tu_path(snap, "model.safetensors.index.json"), &st, &err), 0);
     check_sharded(st, snap);
     qf_st_close(st);
     /* a dangling link is a missing shard */
-    unlink(path_in(blobs, "2222"));
-    expect_open_fail(snap, QF_ENOTFOUND, path_in(snap, "model.safetensors.index.json"),
+    unlink(tu_path(blobs, "2222"));
+    expect_open_fail(snap, QF_ENOTFOUND, tu_path(snap, "model.safetensors.index.json"),
                      "shard \"model-00002-of-00002.safetensors\" is missing");
-    rm_tree(dir);
+    tu_rm_tree(dir);
     free(dir);
 }
 

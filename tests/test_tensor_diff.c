@@ -5,11 +5,7 @@
  * bundled stories260K f16 and Q4_K_M files (fixtures/gguf, found under
  * $QF_ROOT, else ".").
  */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <cmocka.h>
+#include "tests/testutil.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -23,9 +19,8 @@ static char root[1024];
 
 static int setup(void **state)
 {
-    const char *r = getenv("QF_ROOT");
     (void)state;
-    snprintf(root, sizeof root, "%s", r && *r ? r : ".");
+    snprintf(root, sizeof root, "%s", tu_root());
     return 0;
 }
 

@@ -17,11 +17,7 @@
  *
  * Fixtures are found under $QF_ROOT (set by tests/run.sh), else ".".
  */
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <setjmp.h>
-#include <cmocka.h>
+#include "tests/testutil.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,9 +35,8 @@ static char root[1024];
 
 static int setup(void **state)
 {
-    const char *r = getenv("QF_ROOT");
     (void)state;
-    snprintf(root, sizeof root, "%s", r && *r ? r : ".");
+    snprintf(root, sizeof root, "%s", tu_root());
     return 0;
 }
 
@@ -49,28 +44,8 @@ static int setup(void **state)
  * Helpers
  * ===================================================================== */
 
-static char *slurp(const char *rel, size_t *len)
-{
-    char path[1400];
-    FILE *f;
-    char *buf;
-    long n;
-
-    snprintf(path, sizeof path, "%s/%s", root, rel);
-    f = fopen(path, "rb");
-    if (!f)
-        fail_msg("cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    buf = malloc((size_t)n + 1);
-    assert_non_null(buf);
-    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-    buf[n] = '\0';
-    fclose(f);
-    *len = (size_t)n;
-    return buf;
-}
+/* A file of the source tree, whole (owned by the caller: free). */
+static char *slurp(const char *rel, size_t *len) { return tu_read_file(tu_fixture(rel), len); }
 
 static qf_tokenizer *stories(void)
 {
@@ -712,6 +687,39 @@ static void test_capacity(void **state)
     qf_tokenizer_free(t);
 }
 
+/* encode_alloc: the ids of encode, in an array of their own */
+static void test_encode_alloc(void **state)
+{
+    qf_tokenizer *t = stories();
+    const char *text = "Once upon a time, there was a <s> cat.";
+    int32_t want[64], *ids = NULL;
+    int64_t nw, n = -1;
+    qf_err e = { 0 };
+    (void)state;
+
+    nw = qf_tokenizer_encode(t, text, strlen(text), 1, 1, want, 64, &e);
+    assert_true(nw > 8 && nw <= 64);
+    assert_int_equal(qf_tokenizer_encode_alloc(t, text, strlen(text), 1, 1, &ids, &n, &e), 0);
+    assert_int_equal(n, nw);
+    assert_memory_equal(ids, want, (size_t)nw * sizeof *want);
+    free(ids);
+    /* parse_special off: "<s>" is text, not BOS */
+    nw = qf_tokenizer_encode(t, text, strlen(text), 1, 0, want, 64, &e);
+    assert_int_equal(qf_tokenizer_encode_alloc(t, text, strlen(text), 1, 0, &ids, &n, &e), 0);
+    assert_int_equal(n, nw);
+    assert_memory_equal(ids, want, (size_t)nw * sizeof *want);
+    free(ids);
+    /* nothing to encode: an array all the same, no ids */
+    assert_int_equal(qf_tokenizer_encode_alloc(t, "", 0, 0, 1, &ids, &n, &e), 0);
+    assert_non_null(ids);
+    assert_int_equal(n, 0);
+    free(ids);
+    assert_int_equal(qf_tokenizer_encode_alloc(t, NULL, 3, 0, 1, &ids, &n, &e), QF_EINVAL);
+    assert_null(ids);
+    assert_int_equal(n, 0);
+    qf_tokenizer_free(t);
+}
+
 /* =====================================================================
  * Vocabularies built in memory
  * ===================================================================== */
@@ -1063,6 +1071,7 @@ int main(void)
         cmocka_unit_test(test_stories_golden),
         cmocka_unit_test(test_stories_decode),
         cmocka_unit_test(test_capacity),
+        cmocka_unit_test(test_encode_alloc),
         cmocka_unit_test(test_bpe),
         cmocka_unit_test(test_spm_small),
         cmocka_unit_test(test_errors),

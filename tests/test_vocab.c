@@ -15,11 +15,7 @@
  *
  * Fixtures are found under $QF_ROOT (set by tests/run.sh), else ".".
  */
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <setjmp.h>
-#include <cmocka.h>
+#include "tests/testutil.h"
 
 #include <dirent.h>
 #include <inttypes.h>
@@ -46,19 +42,15 @@ static void fixture(char *out, size_t cap, const char *rel)
 
 static int setup(void **state)
 {
-    const char *r = getenv("QF_ROOT");
     (void)state;
-    snprintf(root, sizeof root, "%s", r && *r ? r : ".");
-    snprintf(dir, sizeof dir, "/tmp/qf_test_vocab.XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
+    snprintf(root, sizeof root, "%s", tu_root());
+    return tu_mkdtemp(dir, sizeof dir, "vocab");
 }
 
 static int teardown(void **state)
 {
-    char cmd[300];
     (void)state;
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return tu_rm_tree(dir);
 }
 
 /* =====================================================================
@@ -202,14 +194,6 @@ static void check_str(const qf_gguf *g, const char *key, const char *want)
         fail_msg("%s: %s", key, e.msg[0] ? e.msg : "absent");
     if (len != strlen(want) || memcmp(s, want, (size_t)len) != 0)
         fail_msg("%s = \"%.*s\", expected \"%s\"", key, (int)len, s, want);
-}
-
-static void write_file(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(text, 1, strlen(text), f), strlen(text));
-    assert_int_equal(fclose(f), 0);
 }
 
 /* =====================================================================
@@ -546,7 +530,7 @@ static int try_pre(const char *name, const char *pre_json, const char *norm_json
     cJSON_AddItemToObject(tj, "normalizer", norm_json ? cJSON_Parse(norm_json) : cJSON_CreateNull());
     text = cJSON_Print(tj);
     snprintf(p, sizeof p, "%s/tokenizer.json", d);
-    write_file(p, text);
+    tu_write_text(p, text);
     free(text);
     cJSON_Delete(tj);
     memset(e, 0, sizeof *e);
@@ -690,7 +674,7 @@ static void test_post_processor(void **state)
     snprintf(d, sizeof d, "%s/post", dir);
     mkdir(d, 0755);
     snprintf(p, sizeof p, "%s/tokenizer.json", d);
-    write_file(p, tj);
+    tu_write_text(p, tj);
     assert_int_equal(qf_vocab_load(d, 0, &v, &e), 0);
     g = to_gguf(v, "post.gguf");
     check_bool(g, "tokenizer.ggml.add_bos_token", 1);
@@ -702,7 +686,7 @@ static void test_post_processor(void **state)
     v = NULL;
 
     snprintf(p, sizeof p, "%s/tokenizer_config.json", d);
-    write_file(p, "{\"bos_token\":\"<B>\",\"eos_token\":\"</E>\",\"add_bos_token\":false}");
+    tu_write_text(p, "{\"bos_token\":\"<B>\",\"eos_token\":\"</E>\",\"add_bos_token\":false}");
     assert_int_equal(qf_vocab_load(d, 0, &v, &e), 0);
     g = to_gguf(v, "post2.gguf");
     check_bool(g, "tokenizer.ggml.add_bos_token", 0); /* tokenizer_config.json wins */
@@ -794,7 +778,7 @@ static void test_not_found(void **state)
     assert_non_null(strstr(e.msg, "/empty: no tokenizer.model or tokenizer.json"));
     /* a slow tokenizer alone (vocab.json + merges.txt) is not read */
     snprintf(p, sizeof p, "%s/vocab.json", d);
-    write_file(p, "{\"a\": 0}");
+    tu_write_text(p, "{\"a\": 0}");
     memset(&e, 0, sizeof e);
     assert_int_equal(qf_vocab_load(d, 0, &v, &e), QF_ENOTFOUND);
     /* a folder that does not exist */

@@ -14,34 +14,7 @@
 #include "convert/qfm_io.h"
 #include "formats/parallel.h"
 #include "formats/qfm.h"
-
-#define PREVIEW 8
-
-static void print_value(const cJSON *v, int full)
-{
-    char *s;
-    if (cJSON_IsArray(v) && !full && cJSON_GetArraySize(v) > PREVIEW) {
-        int n = cJSON_GetArraySize(v), k = 0;
-        const cJSON *e;
-        printf("[");
-        cJSON_ArrayForEach(e, v) {
-            if (k == PREVIEW)
-                break;
-            s = cJSON_PrintUnformatted(e);
-            printf("%s%s", k ? ", " : "", s ? s : "?");
-            free(s);
-            k++;
-        }
-        printf(", ... (%d items)]", n);
-        return;
-    }
-    s = cJSON_PrintUnformatted(v);
-    if (s && !full && strlen(s) > 200)
-        printf("%.200s...", s);
-    else
-        printf("%s", s ? s : "?");
-    free(s);
-}
+#include "tools/gguf_print.h"
 
 static const char *shape_str(const qf_qfm_tensor *t, char *buf, size_t cap)
 {
@@ -113,17 +86,14 @@ int qf_tool_qfm_inspect(const char *path, int json, int full)
     printf("Tensors:  %" PRId64 ", %s bytes, stored in %s (ratio %.3f)\n", n, qf_cli_commas(raw, a, sizeof a),
            qf_cli_commas(stored, b, sizeof b), stored ? (double)raw / (double)stored : 0.0);
     {
-        const cJSON *md = cJSON_GetObjectItemCaseSensitive(h, "metadata"), *e;
-        printf("\nMetadata (%d pairs)\n", cJSON_GetArraySize(md));
-        cJSON_ArrayForEach(e, md) {
-            const char *key = cJSON_GetObjectItemCaseSensitive(e, "key")->valuestring;
-            const char *type = cJSON_GetObjectItemCaseSensitive(e, "type")->valuestring;
-            const cJSON *et = cJSON_GetObjectItemCaseSensitive(e, "element_type");
-            char tn[48];
-            snprintf(tn, sizeof tn, "%s%s%s%s", type, et ? "[" : "", et ? et->valuestring : "", et ? "]" : "");
-            printf("  %-44s %-14s ", key, tn);
-            print_value(cJSON_GetObjectItemCaseSensitive(e, "value"), full);
-            printf("\n");
+        const qf_gguf_writer *md = qf_qfm_metadata(q);
+        int64_t nkv = qf_gguf_writer_kv_count(md);
+        printf("\nMetadata (%" PRId64 " pairs)\n", nkv);
+        qf_tool_gguf_print_kv_heading(stdout);
+        for (i = 0; i < nkv; i++) {
+            qf_gguf_val v;
+            qf_gguf_writer_kv_value(md, i, &v);
+            qf_tool_gguf_print_kv(stdout, i + 1, qf_gguf_writer_kv_key(md, i), &v, full);
         }
     }
     printf("\nTensors\n%5s  %-36s %-9s %-16s %-6s %7s %12s %12s %6s\n", "#", "name", "type", "shape", "codec",

@@ -137,31 +137,14 @@ static int tokenize(const qf_tokenizer *tok, const char *path, int32_t **ids, in
 {
     size_t len;
     char *text = read_text(path, &len, err);
-    int64_t need;
-    int rc = 0;
+    int rc;
 
     *ids = NULL;
     if (!text)
         return err && err->code ? err->code : QF_EIO;
     if (len > 0 && text[len - 1] == '\n')
         len--;
-    need = qf_tokenizer_encode(tok, text, len, 1, 0, NULL, 0, err);
-    if (need < 0) {
-        rc = (int)need;
-        goto done;
-    }
-    if (!(*ids = malloc((size_t)(need ? need : 1) * sizeof **ids))) {
-        rc = qf_err_set(err, QF_ENOMEM, "%s: out of memory", path);
-        goto done;
-    }
-    *n = qf_tokenizer_encode(tok, text, len, 1, 0, *ids, need, err);
-    if (*n < 0)
-        rc = (int)*n;
-done:
-    if (rc != 0) {
-        free(*ids);
-        *ids = NULL;
-    }
+    rc = qf_tokenizer_encode_alloc(tok, text, len, 1, 0, ids, n, err);
     free(text);
     return rc;
 }

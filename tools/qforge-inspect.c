@@ -14,10 +14,9 @@
 #include "formats/weights.h"
 #include "formats/types.h"
 #include "tools/cli.h"
+#include "tools/gguf_print.h"
 #include "tools/model_open.h"
 #include "tools/qfm_tool.h"
-
-#define ARRAY_PREVIEW 8 /* array elements shown without --full */
 
 static int opt_full, opt_json;
 
@@ -40,137 +39,7 @@ static void usage(FILE *f)
             "\n"
             "\n%s"
             "\nExit status: 0 listed, 1 the file is unreadable or invalid, 2 usage error.\n",
-            ARRAY_PREVIEW, qf_tool_archive_help);
-}
-
-/* =====================================================================
- * GGUF values
- * ===================================================================== */
-
-static void print_float(FILE *f, double v, int is32)
-{
-    char buf[40];
-    snprintf(buf, sizeof buf, "%.6g", v);
-    if (is32 ? (strtof(buf, NULL) != (float)v) : (strtod(buf, NULL) != v))
-        snprintf(buf, sizeof buf, is32 ? "%.9g" : "%.17g", v);
-    fputs(buf, f);
-}
-
-static void text_value(const qf_gguf_val *v, int top);
-
-static void text_array(const qf_gguf_val *v)
-{
-    qf_gguf_iter it;
-    qf_gguf_val e;
-    uint64_t k = 0;
-
-    printf("[");
-    qf_gguf_iter_init(&it, v);
-    while (qf_gguf_iter_next(&it, &e) == 1) {
-        if (!opt_full && k == ARRAY_PREVIEW) {
-            printf(", ...");
-            break;
-        }
-        printf(k ? ", " : "");
-        text_value(&e, 0);
-        k++;
-    }
-    printf("]");
-}
-
-static void text_value(const qf_gguf_val *v, int top)
-{
-    switch (v->type) {
-    case QF_GGUF_UINT8: case QF_GGUF_UINT16: case QF_GGUF_UINT32: case QF_GGUF_UINT64:
-        printf("%" PRIu64, v->u);
-        break;
-    case QF_GGUF_INT8: case QF_GGUF_INT16: case QF_GGUF_INT32: case QF_GGUF_INT64:
-        printf("%" PRId64, v->i);
-        break;
-    case QF_GGUF_FLOAT32:
-        print_float(stdout, v->f, 1);
-        break;
-    case QF_GGUF_FLOAT64:
-        print_float(stdout, v->f, 0);
-        break;
-    case QF_GGUF_BOOL:
-        printf(v->u ? "true" : "false");
-        break;
-    case QF_GGUF_STRING:
-        if (top) {
-            qf_cli_print_escaped(stdout, v->str, v->str_len);
-        } else {
-            putchar('"');
-            qf_cli_print_escaped(stdout, v->str, v->str_len);
-            putchar('"');
-        }
-        break;
-    case QF_GGUF_ARRAY:
-        text_array(v);
-        break;
-    default:
-        printf("?");
-    }
-}
-
-static void json_value(qf_json *j, const qf_gguf_val *v)
-{
-    qf_gguf_iter it;
-    qf_gguf_val e;
-    uint64_t k = 0;
-
-    switch (v->type) {
-    case QF_GGUF_UINT8: case QF_GGUF_UINT16: case QF_GGUF_UINT32: case QF_GGUF_UINT64:
-        qf_json_u64(j, v->u);
-        break;
-    case QF_GGUF_INT8: case QF_GGUF_INT16: case QF_GGUF_INT32: case QF_GGUF_INT64:
-        qf_json_i64(j, v->i);
-        break;
-    case QF_GGUF_FLOAT32:
-        qf_json_f32(j, (float)v->f);
-        break;
-    case QF_GGUF_FLOAT64:
-        qf_json_f64(j, v->f);
-        break;
-    case QF_GGUF_BOOL:
-        qf_json_bool(j, v->u != 0);
-        break;
-    case QF_GGUF_STRING:
-        qf_json_strn(j, v->str, v->str_len);
-        break;
-    case QF_GGUF_ARRAY:
-        qf_json_arr_begin(j);
-        qf_gguf_iter_init(&it, v);
-        while ((opt_full || k < ARRAY_PREVIEW) && qf_gguf_iter_next(&it, &e) == 1) {
-            json_value(j, &e);
-            k++;
-        }
-        qf_json_arr_end(j);
-        break;
-    default:
-        qf_json_null(j);
-    }
-}
-
-/* "[STRING]" for arrays, "[[INT32]]" for nested ones, else the type name. */
-static void type_label(const qf_gguf_val *v, char *buf, size_t cap)
-{
-    qf_gguf_val e = *v;
-    int depth = 0;
-    qf_gguf_iter it;
-
-    while (e.type == QF_GGUF_ARRAY && depth < 8) {
-        qf_gguf_val inner;
-        depth++;
-        qf_gguf_iter_init(&it, &e);
-        if (e.arr_type != QF_GGUF_ARRAY || qf_gguf_iter_next(&it, &inner) != 1) {
-            e.type = e.arr_type;
-            break;
-        }
-        e = inner;
-    }
-    snprintf(buf, cap, "%.*s%s%.*s", depth, "[[[[[[[[", qf_gguf_vtype_name((int)e.type), depth,
-             "]]]]]]]]");
+            QF_TOOL_ARRAY_PREVIEW, qf_tool_archive_help);
 }
 
 static const char *shape_str(const uint64_t *ne, uint32_t n, char *buf, size_t cap)
@@ -256,7 +125,7 @@ static int inspect_gguf(const char *path)
     uint64_t elems = 0, bytes = 0;
     tally types[64];
     int ntypes = 0;
-    char a[32], b[32], h[32], shape[128], tl[40];
+    char a[32], b[32], h[32], shape[128];
 
     if (qf_gguf_open(path, &g, &err) != 0) {
         qf_cli_report(&err);
@@ -302,13 +171,13 @@ static int inspect_gguf(const char *path)
                 qf_json_str(&j, qf_gguf_vtype_name((int)v.arr_type));
                 qf_json_key(&j, "count");
                 qf_json_u64(&j, v.arr_n);
-                if (!opt_full && v.arr_n > ARRAY_PREVIEW) {
+                if (!opt_full && v.arr_n > QF_TOOL_ARRAY_PREVIEW) {
                     qf_json_key(&j, "truncated");
                     qf_json_bool(&j, 1);
                 }
             }
             qf_json_key(&j, "value");
-            json_value(&j, &v);
+            qf_tool_gguf_json_value(&j, &v, opt_full);
             qf_json_key(&j, "offset");
             qf_json_u64(&j, qf_gguf_kv_offset(g, i));
             qf_json_obj_end(&j);
@@ -359,16 +228,11 @@ static int inspect_gguf(const char *path)
     printf("Contents: %" PRId64 " metadata keys, %" PRId64 " tensors\n", nkv, nt);
 
     printf("\nMetadata\n");
-    printf("%5s  %-40s %-10s %s\n", "#", "key", "type", "value");
+    qf_tool_gguf_print_kv_heading(stdout);
     for (i = 0; i < nkv; i++) {
         qf_gguf_val v;
         qf_gguf_kv_value(g, i, &v);
-        type_label(&v, tl, sizeof tl);
-        printf("%5" PRId64 "  %-40s %-10s ", i + 1, qf_gguf_kv_key(g, i), tl);
-        if (v.type == QF_GGUF_ARRAY)
-            printf("%" PRIu64 " items ", v.arr_n);
-        text_value(&v, 1);
-        putchar('\n');
+        qf_tool_gguf_print_kv(stdout, i + 1, qf_gguf_kv_key(g, i), &v, opt_full);
     }
 
     printf("\nTensors\n");

@@ -230,33 +230,16 @@ static int tokenize_file(const qf_source *src, const char *path, int32_t **ids, 
     qf_tokenizer *tok = NULL;
     size_t len;
     char *text = read_file(path, &len, err);
-    int64_t need;
-    int rc = 0;
+    int rc;
 
     *ids = NULL;
     if (!text)
         return err ? err->code : QF_EIO;
     if (len > 0 && text[len - 1] == '\n')
         len--;
-    if ((rc = qf_tokenizer_from_source(src, &tok, err)) != 0)
-        goto done;
-    need = qf_tokenizer_encode(tok, text, len, 1, 1, NULL, 0, err);
-    if (need < 0) {
-        rc = (int)need;
-        goto done;
-    }
-    if (!(*ids = malloc((size_t)(need ? need : 1) * sizeof **ids))) {
-        rc = qf_err_set(err, QF_ENOMEM, "%s: out of memory", path);
-        goto done;
-    }
-    *n = qf_tokenizer_encode(tok, text, len, 1, 1, *ids, need, err);
-    if (*n < 0)
-        rc = (int)*n;
-done:
-    if (rc != 0) {
-        free(*ids);
-        *ids = NULL;
-    }
+    rc = qf_tokenizer_from_source(src, &tok, err);
+    if (rc == 0)
+        rc = qf_tokenizer_encode_alloc(tok, text, len, 1, 1, ids, n, err);
     qf_tokenizer_free(tok);
     free(text);
     return rc;

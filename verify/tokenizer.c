@@ -1517,6 +1517,30 @@ int64_t qf_tokenizer_encode(const qf_tokenizer *t, const char *text, size_t len,
     return n;
 }
 
+int qf_tokenizer_encode_alloc(const qf_tokenizer *t, const char *text, size_t len, int add_special,
+                              int parse_special, int32_t **out, int64_t *n, qf_err *err)
+{
+    ids o = { NULL, 0, 0 };
+    int rc;
+
+    if (!out || !n)
+        return qf_err_set(err, QF_EINVAL, "qf_tokenizer_encode_alloc: bad arguments");
+    *out = NULL;
+    *n = 0;
+    if (!t || (!text && len))
+        return qf_err_set(err, QF_EINVAL, "qf_tokenizer_encode_alloc: bad arguments");
+    rc = encode_ids(t, text, len, add_special, parse_special, &o, err);
+    if (rc == 0 && !o.v && !(o.v = malloc(sizeof *o.v)))
+        rc = qf_err_set(err, QF_ENOMEM, "out of memory");
+    if (rc) {
+        free(o.v);
+        return rc;
+    }
+    *out = o.v;
+    *n = (int64_t)o.n;
+    return 0;
+}
+
 /* =====================================================================
  * Decode
  * ===================================================================== */

@@ -68,6 +68,14 @@ const char *qf_tokenizer_pre(const qf_tokenizer *t);
 int64_t qf_tokenizer_encode(const qf_tokenizer *t, const char *text, size_t len, int add_special,
                             int parse_special, int32_t *ids, int64_t cap, qf_err *err);
 
+/*
+ * The same into an array of the right size: on success returns 0, *ids
+ * (owned by the caller: free; never NULL, even for no ids) and *n. On failure
+ * returns a negative code with *ids NULL and *n 0.
+ */
+int qf_tokenizer_encode_alloc(const qf_tokenizer *t, const char *text, size_t len, int add_special,
+                              int parse_special, int32_t **ids, int64_t *n, qf_err *err);
+
 /* The piece of token id (borrowed, not NUL-terminated in general), or NULL. */
 const char *qf_tokenizer_piece(const qf_tokenizer *t, int32_t id, size_t *len);
 

@@ -53,6 +53,13 @@ expect_rc "inspect qfm" 0
 expect_out "inspect format line" "^Format: +QFM 1 \(stands for a GGUF 3, alignment 32\)"
 expect_out "inspect codec column" "token_embd.weight +F16 +64 x 512 +zstd"
 expect_out "inspect provenance" "\"sha256\":[[:space:]]+\"51c1240d1da1a207bbd5d2f365c5e89bba5033da0cc56468a973d1626697ae6c\""
+# the metadata listed as for the GGUF: same columns, same values
+"$QF_BIN/qforge-inspect" "$Q" | sed -n '/^Metadata/,/^Tensors/p' | grep -E '^ +[0-9]+  ' >"$TMP/md_q"
+"$QF_BIN/qforge-inspect" "$G/stories260K-f16.gguf" | sed -n '/^Metadata/,/^Tensors/p' | grep -E '^ +[0-9]+  ' >"$TMP/md_g"
+[ "$(wc -l <"$TMP/md_g")" -eq 25 ] && ok "GGUF listing: 25 metadata rows" || notok "GGUF metadata rows" "$(wc -l <"$TMP/md_g")"
+expect_same "inspect qfm metadata rows = inspect gguf" "$TMP/md_g" "$TMP/md_q"
+grep -qE '^ +11  llama\.rope\.freq_base +FLOAT32 +10000$' "$TMP/md_q" && ok "inspect qfm FLOAT32 as a number" \
+    || notok "inspect qfm FLOAT32" "$(grep freq_base "$TMP/md_q")"
 run "$QF_BIN/qforge-inspect" --json "$Q"
 expect_rc "inspect --json" 0
 if python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["format"]=="qfm" and len(d["tensors"])==47 and d["tensors"][0]["ratio"]>1 and d["metadata"][0]["key"]=="general.architecture"' "$TMP/out"; then
