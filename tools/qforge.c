@@ -16,14 +16,14 @@ static const struct {
     const char *verb;
     const char *what;
 } verbs[] = {
-    { "convert", "convert a Hugging Face model folder to GGUF, as llama.cpp's converter does" },
-    { "inspect", "list a GGUF, safetensors or PyTorch model: metadata, tensors, sizes" },
-    { "sum", "SHA-256 of every tensor (llama-gguf-hash manifests), and --check" },
+    { "convert", "a Hugging Face folder (or archive) to GGUF, as llama.cpp's converter does, or to QFM" },
+    { "inspect", "list a GGUF, QFM, safetensors or PyTorch model: metadata, tensors, sizes" },
+    { "sum", "SHA-256 of every tensor (llama-gguf-hash manifests), and --check (GGUF, QFM)" },
     { "tokenize", "text to token ids with a model's tokenizer, as llama-tokenize" },
-    { "quantize", "quantize a GGUF or HF folder to llama.cpp's types and mixes (Q4_K_M, ...)" },
+    { "quantize", "quantize to llama.cpp's types and mixes (Q4_K_M, ...), a size budget, or QFM's int4/int8" },
     { "import", "store a GGUF as a QFM: per-tensor SHA-256, zstd, provenance" },
-    { "export", "write the GGUF a QFM stands for, byte for byte, checking every tensor" },
-    { "verify", "perplexity of a model, or its KL divergence from a reference (llama-perplexity)" },
+    { "export", "write the GGUF a QFM stands for, byte for byte; or any model as a Hugging Face folder" },
+    { "verify", "perplexity, KL divergence from a reference (llama-perplexity), per-tensor error" },
     { "imatrix", "importance matrix of a model over a text, for quantize --imatrix (llama-imatrix)" },
 };
 
