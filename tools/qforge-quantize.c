@@ -35,7 +35,7 @@ static void usage(FILE *f)
             "       qforge-quantize [options] IN OUT --target-size SIZE | --target-bpw BPW |\n"
             "                       --max-memory SIZE [--ctx N]\n"
             "Quantize a model to one of llama.cpp's types, byte for byte as llama-quantize\n"
-            "does. IN is a GGUF (F32, F16 or BF16 tensors) or a Hugging Face model folder,\n"
+            "does. IN is a GGUF or QFM (F32, F16 or BF16 tensors) or a Hugging Face folder,\n"
             "converted and quantized in one pass (the same bytes as converting to F32 first).\n"
             "With a size budget instead of TYPE, each tensor gets the type that makes the\n"
             "model's estimated error smallest within the budget (docs/budget.md).\n"
