@@ -9,7 +9,9 @@
  * --check MANIFEST re-hashes a file and names every tensor whose bytes differ.
  * Tensors are hashed in parallel; the all-data digest, which must see the
  * bytes in order, runs beside them on its own thread. Pages of the input are
- * given back once both have passed, so memory stays flat on big files.
+ * given back once both have passed, and neither pass runs more than
+ * MAX_LEAD bytes ahead of the other (it waits), so memory stays flat on big
+ * files however the two threads are scheduled.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -30,6 +32,8 @@
 #include "tools/qfm_tool.h"
 
 #define CHUNK (4u << 20)
+/* How far (bytes) one pass may read ahead of the other: what stays mapped. */
+#define MAX_LEAD (64ull << 20)
 
 static void usage(FILE *f)
 {
@@ -84,8 +88,10 @@ typedef struct {
     int64_t n;
     uint8_t all[QF_SHA256_LEN];
     _Atomic int64_t next;
+    _Atomic uint64_t done[2]; /* bytes read by each pass (0 per-tensor, 1 all-data) */
     qf_progress *prog;
-    int failed; /* out of memory in a worker */
+    _Atomic int failed; /* out of memory in a worker */
+    int serial;         /* the passes run one after the other: no waiting */
 } model;
 
 static void model_close(model *m)
@@ -165,11 +171,17 @@ static void hash_tensor(model *m, int64_t i, int pass, int single, qf_sha256 *a,
     while (off < n) {
         size_t k = n - off > CHUNK ? CHUNK : (size_t)(n - off);
         uint64_t other;
+        /* Ahead of the other pass by more than MAX_LEAD: wait for it. The pass
+         * behind never waits, so both always progress. */
+        while (!single && !m->serial && !m->failed &&
+               atomic_load(&m->done[pass]) > atomic_load(&m->done[1 - pass]) + MAX_LEAD)
+            usleep(200);
         qf_sha256_update(a, it->data + off, k);
         if (b)
             qf_sha256_update(b, it->data + off, k);
         qf_progress_add(m->prog, single ? 2 * (uint64_t)k : k);
         atomic_store(&it->progress[pass], off + k);
+        atomic_fetch_add(&m->done[pass], (uint64_t)k);
         other = single ? off + k : atomic_load(&it->progress[1 - pass]);
         release(m, i, off, other < off + k ? other : off + k);
         off += k;
@@ -223,6 +235,9 @@ static int hash_model(model *m, int threads, const char *label, qf_err *err)
         atomic_store(&m->items[i].progress[0], 0);
         atomic_store(&m->items[i].progress[1], 0);
     }
+    atomic_store(&m->done[0], 0);
+    atomic_store(&m->done[1], 0);
+    m->serial = 0;
     m->prog = qf_progress_new(label, 2 * total);
     if (threads <= 1) {
         /* one pass: both digests fed from the same bytes while they are hot */
@@ -248,6 +263,7 @@ static int hash_model(model *m, int threads, const char *label, qf_err *err)
             started++;
         }
         if (started < 2) { /* could not start threads: finish here */
+            m->serial = started == 0;
             per_tensor_worker(m);
             if (started == 0)
                 all_data_worker(m);
