@@ -20,6 +20,7 @@
 #include "convert/tensor_names.h"
 #include "convert/vocab.h"
 #include "formats/file.h"
+#include "formats/folder.h"
 #include "formats/gguf.h"
 #include "formats/hash.h"
 #include "formats/parallel.h"
@@ -154,15 +155,6 @@ uint64_t qf_convert_file_size(const qf_convert *c) { return qf_gguf_writer_file_
 
 /* ---- config.json --------------------------------------------------------- */
 
-static char *path_join(const char *dir, const char *name)
-{
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *p = malloc(n);
-    if (p)
-        snprintf(p, n, "%s/%s", dir, name);
-    return p;
-}
-
 /* Read a whole small file (config, tokenizer config) into a NUL-ended buffer. */
 static int read_text(const char *path, char **out, qf_err *err)
 {
@@ -242,7 +234,7 @@ static int read_config(qf_convert *c, char **name_or_path, qf_err *err)
     static const char *const k_vocab[] = { "vocab_size", NULL };
     static const char *const k_ctx[] = { "max_position_embeddings", "n_ctx", NULL };
     static const char *const k_hd[] = { "head_dim", NULL };
-    char *path = path_join(c->dir, "config.json"), *text = NULL;
+    char *path = qf_path_join(c->dir, "config.json"), *text = NULL;
     cJSON *cfg = NULL;
     const cJSON *archs_j, *a, *it;
     hparams *hp = &c->hp;

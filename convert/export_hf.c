@@ -20,6 +20,7 @@
 #include "convert/convert.h"
 #include "convert/tensor_names.h"
 #include "formats/file.h"
+#include "formats/folder.h"
 #include "formats/safetensors.h"
 #include "formats/types.h"
 
@@ -83,19 +84,10 @@ static void fmt_f32(float f, char *buf, size_t cap)
         strcat(buf, ".0");
 }
 
-static char *path_join(const char *dir, const char *name)
-{
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *p = malloc(n);
-    if (p)
-        snprintf(p, n, "%s/%s", dir, name);
-    return p;
-}
-
 static int write_file(const char *dir, const char *name, const void *data, size_t len,
                       qf_err *err)
 {
-    char *path = path_join(dir, name);
+    char *path = qf_path_join(dir, name);
     qf_out *o = NULL;
     int rc;
     if (!path)
@@ -517,7 +509,7 @@ static int write_weights(const plan *p, const char *dir, qf_err *err)
                     goto done;
                 }
             }
-            if (!(path = path_join(dir, name))) {
+            if (!(path = qf_path_join(dir, name))) {
                 rc = qf_err_set(err, QF_ENOMEM, "out of memory");
                 goto done;
             }

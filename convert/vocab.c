@@ -73,29 +73,6 @@ static const char *const SP_KEY[QF_SP_COUNT] = {
  * Small helpers
  * ===================================================================== */
 
-char *qf_vocab_path(const char *dir, const char *name)
-{
-    size_t d = strlen(dir), n = strlen(name);
-    char *p;
-
-    while (d > 1 && dir[d - 1] == '/')
-        d--;
-    p = malloc(d + n + 2);
-    if (!p)
-        return NULL;
-    memcpy(p, dir, d);
-    if (d > 0 && dir[d - 1] != '/')
-        p[d++] = '/';
-    memcpy(p + d, name, n + 1);
-    return p;
-}
-
-int qf_vocab_is_file(const char *path)
-{
-    struct stat sb;
-    return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
-}
-
 cJSON *qf_vocab_json_get(const cJSON *obj, const char *key)
 {
     cJSON *it, *found = NULL;
@@ -409,13 +386,13 @@ done:
 static int load_optional(const char *dir, const char *name, char **path_out, cJSON **out,
                          qf_err *err)
 {
-    char *p = qf_vocab_path(dir, name);
+    char *p = qf_path_join(dir, name);
 
     *out = NULL;
     *path_out = p;
     if (!p)
         return qf_err_set(err, QF_ENOMEM, "%s: out of memory", dir);
-    if (!qf_vocab_is_file(p))
+    if (!qf_path_is_regular(p))
         return 0;
     return qf_vocab_json_load(p, out, err);
 }
@@ -794,7 +771,7 @@ static int is_ws(unsigned char c)
  * skipped, blank lines skipped, lines without exactly two fields ignored. */
 static int merges_from_txt(qf_vocab *v, const char *dir, qf_err *err)
 {
-    char *path = qf_vocab_path(dir, "merges.txt");
+    char *path = qf_path_join(dir, "merges.txt");
     qf_map *m = NULL;
     const char *t;
     uint64_t n, i, lines = 0, line_no = 0, cap = 0;
@@ -802,7 +779,7 @@ static int merges_from_txt(qf_vocab *v, const char *dir, qf_err *err)
 
     if (!path)
         return qf_err_set(err, QF_ENOMEM, "out of memory");
-    if (!qf_vocab_is_file(path))
+    if (!qf_path_is_regular(path))
         goto done;
     rc = qf_map_open(path, &m, err);
     if (rc)
@@ -951,7 +928,7 @@ int qf_vocab_load(const char *dir, uint64_t n_vocab, qf_vocab **out, qf_err *err
         return qf_err_set(err, QF_ELIMIT, "%s: vocab_size %" PRIu64 " is more than %u", dir,
                           n_vocab, QF_VOCAB_MAX_TOKENS);
     v = calloc(1, sizeof *v);
-    model_path = qf_vocab_path(dir, "tokenizer.model");
+    model_path = qf_path_join(dir, "tokenizer.model");
     if (!v || !model_path) {
         rc = qf_err_set(err, QF_ENOMEM, "%s: out of memory", dir);
         goto done;
@@ -964,7 +941,7 @@ int qf_vocab_load(const char *dir, uint64_t n_vocab, qf_vocab **out, qf_err *err
     if (rc)
         goto done;
 
-    if (qf_vocab_is_file(model_path)) {
+    if (qf_path_is_regular(model_path)) {
         rc = qf_vocab_load_spm(v, dir, tcfg, tcfg_path, n_vocab, err);
     } else if (tj) {
         kind = qf_vocab_hf_kind(tj, tj_path, err);

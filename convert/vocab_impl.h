@@ -21,6 +21,7 @@
 
 #include "convert/vocab.h"
 #include "formats/error.h"
+#include "formats/folder.h" /* qf_path_join, qf_path_is_regular */
 
 /* llama.cpp's token types (gguf.TokenType; the INT32 values of token_type). */
 enum {
@@ -85,12 +86,6 @@ struct qf_vocab {
 /* ---------------------------------------------------------------------
  * vocab.c helpers
  * ------------------------------------------------------------------- */
-
-/* "dir/name" (owned by the caller, free()), or NULL when out of memory. */
-char *qf_vocab_path(const char *dir, const char *name);
-
-/* 1 if `path` is a regular file (Python's Path.is_file), else 0. */
-int qf_vocab_is_file(const char *path);
 
 /*
  * Read and parse a JSON file. Returns 0 and sets *out (owned by the caller:

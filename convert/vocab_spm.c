@@ -361,7 +361,7 @@ static int parse_id_key(const char *s, uint64_t *out)
 
 static int added_tokens_json(qf_vocab *v, const char *dir, qf_err *err)
 {
-    char *path = qf_vocab_path(dir, "added_tokens.json");
+    char *path = qf_path_join(dir, "added_tokens.json");
     cJSON *root = NULL;
     const cJSON *e;
     char sb[64];
@@ -369,7 +369,7 @@ static int added_tokens_json(qf_vocab *v, const char *dir, qf_err *err)
 
     if (!path)
         return qf_err_set(err, QF_ENOMEM, "out of memory");
-    if (!qf_vocab_is_file(path))
+    if (!qf_path_is_regular(path))
         goto done;
     rc = qf_vocab_json_load(path, &root, err);
     if (rc)
@@ -446,7 +446,7 @@ static int added_tokens_decoder(qf_vocab *v, const cJSON *tcfg, const char *path
 int qf_vocab_load_spm(qf_vocab *v, const char *dir, const cJSON *tcfg, const char *tcfg_path,
                       uint64_t n_vocab, qf_err *err)
 {
-    char *path = qf_vocab_path(dir, "tokenizer.model");
+    char *path = qf_path_join(dir, "tokenizer.model");
     qf_map *m = NULL;
     qf_spm_piece *pc = NULL;
     uint64_t np = 0, size, i;

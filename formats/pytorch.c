@@ -17,7 +17,6 @@
 #include "formats/pytorch.h"
 #include "formats/shard_index.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -29,6 +28,7 @@
 #include <cjson/cJSON.h>
 
 #include "formats/file.h"
+#include "formats/folder.h"
 #include "formats/pickle.h"
 #include "formats/zip.h"
 
@@ -262,28 +262,6 @@ static int ends_with(const char *s, const char *suffix)
 {
     size_t n = strlen(s), k = strlen(suffix);
     return n >= k && memcmp(s + n - k, suffix, k) == 0;
-}
-
-static char *join_path(const char *dir, const char *name)
-{
-    size_t d = strlen(dir), n = strlen(name);
-    char *p;
-
-    while (d > 1 && dir[d - 1] == '/')
-        d--;
-    p = malloc(d + n + 2);
-    if (!p)
-        return NULL;
-    memcpy(p, dir, d);
-    if (d > 0 && dir[d - 1] != '/')
-        p[d++] = '/';
-    memcpy(p + d, name, n + 1);
-    return p;
-}
-
-static int cmp_str_ptr(const void *a, const void *b)
-{
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
 static const char *shape_str(char *buf, size_t cap, uint32_t n, const uint64_t *v)
@@ -1724,96 +1702,12 @@ done:
 
 /* ---- folders -------------------------------------------------------- */
 
-static int is_regular(const char *path)
-{
-    struct stat sb;
-    return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
-}
-
 /* A trainer's side file, never the model. */
 static int side_file(const char *name)
 {
     return strcmp(name, "training_args.bin") == 0 || strcmp(name, "optimizer.pt") == 0 ||
            strcmp(name, "scheduler.pt") == 0 || strcmp(name, "scaler.pt") == 0 ||
            strncmp(name, "rng_state", 9) == 0;
-}
-
-/* Names in `dir` (regular, not hidden) ending in one of the suffixes, sorted. */
-static int list_folder(const char *dir, const char *const *suffixes, size_t n_suffixes,
-                       int skip_side, char ***names, size_t *count, qf_err *err)
-{
-    DIR *d = opendir(dir);
-    struct dirent *de;
-    char **v = NULL, *full;
-    size_t n = 0, cap = 0, s;
-    int rc = 0;
-
-    *names = NULL;
-    *count = 0;
-    if (!d)
-        return qf_err_set(err, QF_EIO, "%s: %s", dir, strerror(errno));
-    while ((de = readdir(d)) != NULL) {
-        int match = 0;
-        if (de->d_name[0] == '.')
-            continue;
-        for (s = 0; s < n_suffixes; s++)
-            match |= ends_with(de->d_name, suffixes[s]);
-        if (!match || (skip_side && side_file(de->d_name)))
-            continue;
-        if (!(full = join_path(dir, de->d_name))) {
-            rc = qf_err_set(err, QF_ENOMEM, "%s: out of memory", dir);
-            goto done;
-        }
-        s = (size_t)is_regular(full);
-        free(full);
-        if (!s)
-            continue;
-        if (n == cap) {
-            char **nv;
-            cap = cap ? cap * 2 : 8;
-            if (!(nv = realloc(v, cap * sizeof *nv))) {
-                rc = qf_err_set(err, QF_ENOMEM, "%s: out of memory", dir);
-                goto done;
-            }
-            v = nv;
-        }
-        if (!(v[n] = strdup(de->d_name))) {
-            rc = qf_err_set(err, QF_ENOMEM, "%s: out of memory", dir);
-            goto done;
-        }
-        n++;
-    }
-    if (n > 1)
-        qsort(v, n, sizeof *v, cmp_str_ptr);
-done:
-    closedir(d);
-    if (rc != 0) {
-        while (n > 0)
-            free(v[--n]);
-        free(v);
-        return rc;
-    }
-    *names = v;
-    *count = n;
-    return 0;
-}
-
-static void free_names(char **v, size_t n)
-{
-    size_t i;
-    for (i = 0; i < n; i++)
-        free(v[i]);
-    free(v);
-}
-
-static const char *name_list(char *buf, size_t cap, char **v, size_t n)
-{
-    size_t used = 0, i;
-
-    buf[0] = '\0';
-    for (i = 0; i < n && used < cap; i++)
-        used += (size_t)snprintf(buf + used, cap - used, "%s%s", i ? ", " : "", v[i]);
-    return buf;
 }
 
 static int open_folder(const char *dir, qf_pt **out, qf_err *err)
@@ -1826,40 +1720,40 @@ static int open_folder(const char *dir, qf_pt **out, qf_err *err)
     int rc;
 
     *out = NULL;
-    if (!(path = join_path(dir, QF_PT_INDEX_NAME)))
+    if (!(path = qf_path_join(dir, QF_PT_INDEX_NAME)))
         return qf_err_set(err, QF_ENOMEM, "%s: out of memory", dir);
-    if (is_regular(path)) {
+    if (qf_path_is_regular(path)) {
         rc = open_index(path, out, err);
         goto done;
     }
     free(path);
     path = NULL;
-    if ((rc = list_folder(dir, idx_suffix, 1, 0, &idx, &n_idx, err)) != 0)
+    if ((rc = qf_folder_list(dir, idx_suffix, 1, NULL, &idx, &n_idx, err)) != 0)
         goto done;
     if (n_idx > 1) {
         rc = qf_err_set(err, QF_EFORMAT, "%s: %zu index files and no " QF_PT_INDEX_NAME ": %s", dir,
-                        n_idx, name_list(list, sizeof list, idx, n_idx));
+                        n_idx, qf_folder_names_join(list, sizeof list, idx, n_idx));
         goto done;
     }
     if (n_idx == 1) {
-        if (!(path = join_path(dir, idx[0]))) {
+        if (!(path = qf_path_join(dir, idx[0]))) {
             rc = qf_err_set(err, QF_ENOMEM, "%s: out of memory", dir);
             goto done;
         }
         rc = open_index(path, out, err);
         goto done;
     }
-    if (!(path = join_path(dir, "pytorch_model.bin"))) {
+    if (!(path = qf_path_join(dir, "pytorch_model.bin"))) {
         rc = qf_err_set(err, QF_ENOMEM, "%s: out of memory", dir);
         goto done;
     }
-    if (is_regular(path)) {
+    if (qf_path_is_regular(path)) {
         rc = open_single(path, out, err);
         goto done;
     }
     free(path);
     path = NULL;
-    if ((rc = list_folder(dir, ck_suffix, 3, 1, &files, &n_files, err)) != 0)
+    if ((rc = qf_folder_list(dir, ck_suffix, 3, side_file, &files, &n_files, err)) != 0)
         goto done;
     if (n_files == 0) {
         rc = qf_err_set(err, QF_ENOTFOUND, "%s: no PyTorch checkpoint (.bin, .pt, .pth)", dir);
@@ -1867,18 +1761,18 @@ static int open_folder(const char *dir, qf_pt **out, qf_err *err)
     }
     if (n_files > 1) {
         rc = qf_err_set(err, QF_EFORMAT, "%s: %zu checkpoint files and no " QF_PT_INDEX_NAME ": %s",
-                        dir, n_files, name_list(list, sizeof list, files, n_files));
+                        dir, n_files, qf_folder_names_join(list, sizeof list, files, n_files));
         goto done;
     }
-    if (!(path = join_path(dir, files[0]))) {
+    if (!(path = qf_path_join(dir, files[0]))) {
         rc = qf_err_set(err, QF_ENOMEM, "%s: out of memory", dir);
         goto done;
     }
     rc = open_single(path, out, err);
 done:
     free(path);
-    free_names(idx, n_idx);
-    free_names(files, n_files);
+    qf_folder_names_free(idx, n_idx);
+    qf_folder_names_free(files, n_files);
     return rc;
 }
 

@@ -21,7 +21,6 @@
 #include "formats/safetensors.h"
 #include "formats/shard_index.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -33,6 +32,7 @@
 #include <cjson/cJSON.h>
 
 #include "formats/file.h"
+#include "formats/folder.h"
 
 #define INDEX_NAME "model.safetensors.index.json"
 #define SHOW 40 /* at most this many bytes of a hostile token go into a message */
@@ -45,24 +45,6 @@ static int ends_with(const char *s, const char *suffix)
 {
     size_t n = strlen(s), k = strlen(suffix);
     return n >= k && memcmp(s + n - k, suffix, k) == 0;
-}
-
-/* "dir/name", without doubling a trailing slash. Owned by the caller. */
-static char *join_path(const char *dir, const char *name)
-{
-    size_t d = strlen(dir), n = strlen(name);
-    char *p;
-
-    while (d > 1 && dir[d - 1] == '/')
-        d--;
-    p = malloc(d + n + 2);
-    if (!p)
-        return NULL;
-    memcpy(p, dir, d);
-    if (d > 0 && dir[d - 1] != '/') /* "/" stays "/" */
-        p[d++] = '/';
-    memcpy(p + d, name, n + 1);
-    return p;
 }
 
 static int cmp_str_ptr(const void *a, const void *b)
@@ -911,124 +893,41 @@ done:
 
 /* ---- folders --------------------------------------------------------- */
 
-static int is_regular(const char *path)
-{
-    struct stat sb;
-    return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
-}
-
-/* Names in `dir` (not hidden, regular files after symlinks) ending in
- * `suffix`, sorted. *names owned by the caller (free each, then the array). */
-static int list_folder(const char *dir, const char *suffix, char ***names, size_t *count,
-                       qf_err *err)
-{
-    DIR *d = opendir(dir);
-    struct dirent *de;
-    char **v = NULL, *full;
-    size_t n = 0, cap = 0;
-    int rc = 0;
-
-    *names = NULL;
-    *count = 0;
-    if (!d)
-        return qf_err_set(err, QF_EIO, "%s: %s", dir, strerror(errno));
-    while ((de = readdir(d)) != NULL) {
-        if (de->d_name[0] == '.' || !ends_with(de->d_name, suffix))
-            continue;
-        full = join_path(dir, de->d_name);
-        if (!full) {
-            rc = qf_err_set(err, QF_ENOMEM, "%s: out of memory", dir);
-            goto done;
-        }
-        if (!is_regular(full)) {
-            free(full);
-            continue;
-        }
-        free(full);
-        if (n == cap) {
-            char **nv;
-            cap = cap ? cap * 2 : 8;
-            nv = realloc(v, cap * sizeof *v);
-            if (!nv) {
-                rc = qf_err_set(err, QF_ENOMEM, "%s: out of memory", dir);
-                goto done;
-            }
-            v = nv;
-        }
-        if (!(v[n] = strdup(de->d_name))) {
-            rc = qf_err_set(err, QF_ENOMEM, "%s: out of memory", dir);
-            goto done;
-        }
-        n++;
-    }
-    if (n > 1)
-        qsort(v, n, sizeof *v, cmp_str_ptr);
-done:
-    closedir(d);
-    if (rc != 0) {
-        while (n > 0)
-            free(v[--n]);
-        free(v);
-        return rc;
-    }
-    *names = v;
-    *count = n;
-    return 0;
-}
-
-static void free_names(char **v, size_t n)
-{
-    size_t i;
-    for (i = 0; i < n; i++)
-        free(v[i]);
-    free(v);
-}
-
-/* "a, b, c" of names into buf (cut to fit). */
-static const char *name_list(char *buf, size_t cap, char **v, size_t n)
-{
-    size_t used = 0, i;
-
-    buf[0] = '\0';
-    for (i = 0; i < n && used < cap; i++)
-        used += (size_t)snprintf(buf + used, cap - used, "%s%s", i ? ", " : "", v[i]);
-    return buf;
-}
-
 static int open_folder(const char *dir, qf_st **out, qf_err *err)
 {
+    static const char *const idx_suffix = ".safetensors.index.json", *const st_suffix = ".safetensors";
     char **idx = NULL, **st_files = NULL, *path = NULL;
     size_t n_idx = 0, n_st = 0;
     char list[QF_ERR_MSG_MAX];
     int rc;
 
     *out = NULL;
-    path = join_path(dir, INDEX_NAME);
+    path = qf_path_join(dir, INDEX_NAME);
     if (!path)
         return qf_err_set(err, QF_ENOMEM, "%s: out of memory", dir);
-    if (is_regular(path)) {
+    if (qf_path_is_regular(path)) {
         rc = open_index(path, out, err);
         goto done;
     }
     free(path);
     path = NULL;
     /* Another library's index (diffusers: diffusion_pytorch_model...), if alone. */
-    if ((rc = list_folder(dir, ".safetensors.index.json", &idx, &n_idx, err)) != 0)
+    if ((rc = qf_folder_list(dir, &idx_suffix, 1, NULL, &idx, &n_idx, err)) != 0)
         goto done;
     if (n_idx > 1) {
         rc = qf_err_set(err, QF_EFORMAT, "%s: %zu index files and no " INDEX_NAME ": %s", dir,
-                        n_idx, name_list(list, sizeof list, idx, n_idx));
+                        n_idx, qf_folder_names_join(list, sizeof list, idx, n_idx));
         goto done;
     }
     if (n_idx == 1) {
-        if (!(path = join_path(dir, idx[0]))) {
+        if (!(path = qf_path_join(dir, idx[0]))) {
             rc = qf_err_set(err, QF_ENOMEM, "%s: out of memory", dir);
             goto done;
         }
         rc = open_index(path, out, err);
         goto done;
     }
-    if ((rc = list_folder(dir, ".safetensors", &st_files, &n_st, err)) != 0)
+    if ((rc = qf_folder_list(dir, &st_suffix, 1, NULL, &st_files, &n_st, err)) != 0)
         goto done;
     if (n_st == 0) {
         rc = qf_err_set(err, QF_ENOTFOUND, "%s: no .safetensors file", dir);
@@ -1036,18 +935,18 @@ static int open_folder(const char *dir, qf_st **out, qf_err *err)
     }
     if (n_st > 1) {
         rc = qf_err_set(err, QF_EFORMAT, "%s: %zu .safetensors files and no " INDEX_NAME ": %s",
-                        dir, n_st, name_list(list, sizeof list, st_files, n_st));
+                        dir, n_st, qf_folder_names_join(list, sizeof list, st_files, n_st));
         goto done;
     }
-    if (!(path = join_path(dir, st_files[0]))) {
+    if (!(path = qf_path_join(dir, st_files[0]))) {
         rc = qf_err_set(err, QF_ENOMEM, "%s: out of memory", dir);
         goto done;
     }
     rc = open_single(path, out, err);
 done:
     free(path);
-    free_names(idx, n_idx);
-    free_names(st_files, n_st);
+    qf_folder_names_free(idx, n_idx);
+    qf_folder_names_free(st_files, n_st);
     return rc;
 }
 
