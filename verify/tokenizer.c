@@ -1003,36 +1003,43 @@ typedef struct sym {
     size_t off, n; /* bytes text[off, off + n) */
 } sym;
 
-typedef struct sbigram {
+/*
+ * A pair of adjacent symbols that could merge, for both tokenizers' queues:
+ * key = the merged token's score (SPM: highest merges first) or minus the
+ * merge's rank (BPE: lowest rank first). A double holds every float score
+ * and every int32 rank exactly, so the order is the one llama.cpp's two
+ * comparators give.
+ */
+typedef struct bigram {
     int left, right;
-    float score;
+    double key;
     size_t size;
-} sbigram;
+} bigram;
 
-/* max-heap: higher score first, then smaller left (llama.cpp's comparator) */
-static int sb_before(const sbigram *x, const sbigram *y)
+/* max-heap: higher key first, then smaller left */
+static int bigram_before(const bigram *x, const bigram *y)
 {
-    return x->score > y->score || (x->score == y->score && x->left < y->left);
+    return x->key > y->key || (x->key == y->key && x->left < y->left);
 }
 
-typedef struct sheap {
-    sbigram *v;
+typedef struct bheap {
+    bigram *v;
     size_t n, cap;
-} sheap;
+} bheap;
 
-static int sheap_push(sheap *h, sbigram b)
+static int bheap_push(bheap *h, bigram b)
 {
     size_t i;
     if (h->n == h->cap) {
         size_t c = h->cap ? h->cap * 2 : 64;
-        sbigram *p = realloc(h->v, c * sizeof *p);
+        bigram *p = realloc(h->v, c * sizeof *p);
         if (!p)
             return QF_ENOMEM;
         h->v = p;
         h->cap = c;
     }
     i = h->n++;
-    while (i > 0 && sb_before(&b, &h->v[(i - 1) / 2])) {
+    while (i > 0 && bigram_before(&b, &h->v[(i - 1) / 2])) {
         h->v[i] = h->v[(i - 1) / 2];
         i = (i - 1) / 2;
     }
@@ -1040,17 +1047,17 @@ static int sheap_push(sheap *h, sbigram b)
     return 0;
 }
 
-static sbigram sheap_pop(sheap *h)
+static bigram bheap_pop(bheap *h)
 {
-    sbigram top = h->v[0], last = h->v[--h->n];
+    bigram top = h->v[0], last = h->v[--h->n];
     size_t i = 0;
     for (;;) {
         size_t c = 2 * i + 1;
         if (c >= h->n)
             break;
-        if (c + 1 < h->n && sb_before(&h->v[c + 1], &h->v[c]))
+        if (c + 1 < h->n && bigram_before(&h->v[c + 1], &h->v[c]))
             c++;
-        if (!sb_before(&h->v[c], &last))
+        if (!bigram_before(&h->v[c], &last))
             break;
         h->v[i] = h->v[c];
         i = c;
@@ -1072,7 +1079,7 @@ typedef struct spm {
     const char *text;
     sym *s;
     size_t ns;
-    sheap q;
+    bheap q;
     rmerge *rm;
     size_t rmcap, rmn;
 } spm;
@@ -1110,7 +1117,7 @@ static int spm_try_add(spm *p, int left, int right)
     const char *s;
     size_t len;
     int32_t id;
-    sbigram b;
+    bigram b;
     rmerge *r;
 
     if (left == -1 || right == -1)
@@ -1122,9 +1129,9 @@ static int spm_try_add(spm *p, int left, int right)
         return 0;
     b.left = left;
     b.right = right;
-    b.score = p->t->tok[id].score;
+    b.key = p->t->tok[id].score;
     b.size = len;
-    if (sheap_push(&p->q, b))
+    if (bheap_push(&p->q, b))
         return QF_ENOMEM;
     if ((p->rmn + 1) * 2 > p->rmcap && rm_grow(p))
         return QF_ENOMEM;
@@ -1212,7 +1219,7 @@ static int spm_tokenize(const qf_tokenizer *t, const char *text, size_t len, ids
         if ((rc = spm_try_add(&p, i - 1, i)) != 0)
             goto oom;
     while (p.q.n) {
-        sbigram b = sheap_pop(&p.q);
+        bigram b = bheap_pop(&p.q);
         sym *l = &p.s[b.left], *r = &p.s[b.right];
         if (l->n == 0 || r->n == 0 || l->n + r->n != b.size)
             continue;
@@ -1242,72 +1249,17 @@ done:
  * BPE (llm_tokenizer_bpe_session)
  * ===================================================================== */
 
-typedef struct bbigram {
-    int left, right;
-    int32_t rank;
-    size_t size;
-} bbigram;
-
-/* min-heap: lower rank first, then smaller left */
-static int bb_before(const bbigram *x, const bbigram *y)
-{
-    return x->rank < y->rank || (x->rank == y->rank && x->left < y->left);
-}
-
-typedef struct bheap {
-    bbigram *v;
-    size_t n, cap;
-} bheap;
-
-static int bheap_push(bheap *h, bbigram b)
-{
-    size_t i;
-    if (h->n == h->cap) {
-        size_t c = h->cap ? h->cap * 2 : 64;
-        bbigram *p = realloc(h->v, c * sizeof *p);
-        if (!p)
-            return QF_ENOMEM;
-        h->v = p;
-        h->cap = c;
-    }
-    i = h->n++;
-    while (i > 0 && bb_before(&b, &h->v[(i - 1) / 2])) {
-        h->v[i] = h->v[(i - 1) / 2];
-        i = (i - 1) / 2;
-    }
-    h->v[i] = b;
-    return 0;
-}
-
-static bbigram bheap_pop(bheap *h)
-{
-    bbigram top = h->v[0], last = h->v[--h->n];
-    size_t i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= h->n)
-            break;
-        if (c + 1 < h->n && bb_before(&h->v[c + 1], &h->v[c]))
-            c++;
-        if (!bb_before(&h->v[c], &last))
-            break;
-        h->v[i] = h->v[c];
-        i = c;
-    }
-    if (h->n)
-        h->v[i] = last;
-    return top;
-}
-
 static int bpe_add(const qf_tokenizer *t, const char *w, const sym *s, bheap *q, int left,
                    int right)
 {
-    bbigram b;
+    bigram b;
+    int32_t rank;
     if (left == -1 || right == -1)
         return 0;
-    b.rank = find_rank(t, w + s[left].off, s[left].n, w + s[right].off, s[right].n);
-    if (b.rank < 0)
+    rank = find_rank(t, w + s[left].off, s[left].n, w + s[right].off, s[right].n);
+    if (rank < 0)
         return 0;
+    b.key = -(double)rank;
     b.left = left;
     b.right = right;
     b.size = s[left].n + s[right].n;
@@ -1344,7 +1296,7 @@ static int bpe_word(const qf_tokenizer *t, const char *w, size_t len, sym *s, bh
         if (bpe_add(t, w, s, q, i - 1, i))
             return qf_err_set(err, QF_ENOMEM, "out of memory");
     while (q->n) {
-        bbigram b = bheap_pop(q);
+        bigram b = bheap_pop(q);
         sym *l = &s[b.left], *r = &s[b.right];
         if (l->n == 0 || r->n == 0 || l->n + r->n != b.size)
             continue;
