@@ -78,3 +78,28 @@ const char *qf_err_name(int code)
     default: return "unknown error";
     }
 }
+
+const char *qf_err_show(char *buf, size_t cap, const void *s, uint64_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    const uint8_t *p = s;
+    size_t i, k = 0;
+
+    for (i = 0; i < n && i < QF_ERR_SHOW && k + 5 < cap; i++) {
+        uint8_t c = p[i];
+        if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
+            buf[k++] = (char)c;
+        } else {
+            buf[k++] = '\\';
+            buf[k++] = 'x';
+            buf[k++] = hex[c >> 4];
+            buf[k++] = hex[c & 15];
+        }
+    }
+    if (i < n && k + 4 < cap) {
+        memcpy(buf + k, "...", 3);
+        k += 3;
+    }
+    buf[k] = '\0';
+    return buf;
+}

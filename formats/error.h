@@ -17,6 +17,9 @@
 #define QF_ERROR_H
 
 #include <stddef.h>
+#include <stdint.h>
+
+#include <stddef.h>
 
 enum {
     QF_OK = 0,
@@ -60,5 +63,15 @@ int qf_err_prefix(qf_err *err, const char *prefix);
 
 /* Short static name of a code ("format error", "I/O error", ...). */
 const char *qf_err_name(int code);
+
+#define QF_ERR_SHOW 60 /* bytes of a hostile name that qf_err_show shows */
+
+/*
+ * `n` bytes of a string read from a file, made safe for a one-line message
+ * into buf (cap bytes): printable ASCII other than '"' and '\' kept, every
+ * other byte as \xHH, at most QF_ERR_SHOW bytes, then "..." if cut.
+ * Returns buf.
+ */
+const char *qf_err_show(char *buf, size_t cap, const void *s, uint64_t n);
 
 #endif /* QF_ERROR_H */

@@ -18,7 +18,6 @@
 
 #include "formats/file.h"
 
-#define SHOW 60 /* at most this many bytes of a hostile name go into a message */
 
 struct qf_pkl {
     char *name;
@@ -49,30 +48,6 @@ struct qf_pkl {
 /* =====================================================================
  * Messages
  * ===================================================================== */
-
-static const char *show(char *buf, size_t cap, const char *s, uint64_t n)
-{
-    size_t i, k = 0;
-
-    for (i = 0; i < n && i < SHOW && k + 5 < cap; i++) {
-        uint8_t c = (uint8_t)s[i];
-        if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
-            buf[k++] = (char)c;
-        } else {
-            static const char hex[] = "0123456789abcdef";
-            buf[k++] = '\\';
-            buf[k++] = 'x';
-            buf[k++] = hex[c >> 4];
-            buf[k++] = hex[c & 15];
-        }
-    }
-    if (i < n && k + 4 < cap) {
-        memcpy(buf + k, "...", 3);
-        k += 3;
-    }
-    buf[k] = '\0';
-    return buf;
-}
 
 /* "<name>: byte <at>: <message>" */
 static int fail(qf_pkl *p, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -349,7 +324,7 @@ static int global_ok_text(const char *s, uint64_t n)
 static int push_global(qf_pkl *p, const char *op, const char *mod, uint64_t mlen, const char *nm,
                        uint64_t nlen)
 {
-    char a[4 * SHOW + 8], b[4 * SHOW + 8];
+    char a[4 * QF_ERR_SHOW + 8], b[4 * QF_ERR_SHOW + 8];
     const qf_pkl_allow *hit = NULL;
     qf_pkl_global *g = NULL;
     qf_pkl_id id;
@@ -357,8 +332,8 @@ static int push_global(qf_pkl *p, const char *op, const char *mod, uint64_t mlen
     size_t i;
     int rc;
 
-    show(a, sizeof a, mod, mlen);
-    show(b, sizeof b, nm, nlen);
+    qf_err_show(a, sizeof a, mod, mlen);
+    qf_err_show(b, sizeof b, nm, nlen);
     if (global_ok_text(mod, mlen) && global_ok_text(nm, nlen)) {
         for (i = 0; i < p->n_allow; i++) {
             const qf_pkl_allow *al = &p->allow[i];
@@ -595,13 +570,13 @@ static int refuse_instance(qf_pkl *p, qf_cur *c, uint8_t op)
                     avail(p) >= 3 ? class_name(p, p->stack[p->n_stack - 3], cls, sizeof cls) : "a missing class");
     case 'i': /* INST "module\nname\n" */
     {
-        char a[4 * SHOW + 8], b[4 * SHOW + 8];
+        char a[4 * QF_ERR_SHOW + 8], b[4 * QF_ERR_SHOW + 8];
         int rc;
         if ((rc = read_line(p, c, 256, &mod, &ml, "INST")) != 0 ||
             (rc = read_line(p, c, 256, &nm, &nl, "INST")) != 0)
             return rc;
         return fail(p, QF_EFORMAT, "INST of %s.%s refused (instances are never built)",
-                    show(a, sizeof a, mod, ml), show(b, sizeof b, nm, nl));
+                    qf_err_show(a, sizeof a, mod, ml), qf_err_show(b, sizeof b, nm, nl));
     }
     default: /* 'o' OBJ: MARK cls args... */
         if (p->n_marks > 0 && p->n_stack > p->marks[p->n_marks - 1])

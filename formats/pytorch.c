@@ -32,7 +32,6 @@
 #include "formats/pickle.h"
 #include "formats/zip.h"
 
-#define SHOW 60               /* bytes of a hostile name shown in a message */
 #define MAX_INDEX (100u << 20) /* bytes of an index.json */
 #define MAX_DICT_DEPTH 3       /* how deep a nested state dict is looked for */
 #define OWN_SLACK_VIEW (1u << 20)
@@ -234,30 +233,6 @@ typedef struct pt_ctx {
  * Small helpers
  * ===================================================================== */
 
-static const char *show(char *buf, size_t cap, const char *s, uint64_t n)
-{
-    size_t i, k = 0;
-
-    for (i = 0; i < n && i < SHOW && k + 5 < cap; i++) {
-        uint8_t c = (uint8_t)s[i];
-        if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
-            buf[k++] = (char)c;
-        } else {
-            static const char hex[] = "0123456789abcdef";
-            buf[k++] = '\\';
-            buf[k++] = 'x';
-            buf[k++] = hex[c >> 4];
-            buf[k++] = hex[c & 15];
-        }
-    }
-    if (i < n && k + 4 < cap) {
-        memcpy(buf + k, "...", 3);
-        k += 3;
-    }
-    buf[k] = '\0';
-    return buf;
-}
-
 static int ends_with(const char *s, const char *suffix)
 {
     size_t n = strlen(s), k = strlen(suffix);
@@ -333,7 +308,7 @@ static int call_fail(pt_ctx *c, qf_pkl_id call, int code, const char *fmt, ...)
 {
     const qf_pkl_obj *o = obj(c, call);
     const qf_pkl_global *g = global_of(c, o);
-    char msg[QF_ERR_MSG_MAX], nm[4 * SHOW + 8];
+    char msg[QF_ERR_MSG_MAX], nm[4 * QF_ERR_SHOW + 8];
     va_list ap;
 
     va_start(ap, fmt);
@@ -343,7 +318,7 @@ static int call_fail(pt_ctx *c, qf_pkl_id call, int code, const char *fmt, ...)
         const qf_pkl_obj *d = obj(c, c->dict);
         const qf_pkl_obj *k = obj(c, d->items[2 * (uint32_t)c->name_of[call]]);
         return qf_err_set(c->err, code, "%s: tensor \"%s\": %s.%s (data.pkl byte %" PRIu64 "): %s",
-                          c->path, show(nm, sizeof nm, k->s, k->len), g->module, g->name, o->offset,
+                          c->path, qf_err_show(nm, sizeof nm, k->s, k->len), g->module, g->name, o->offset,
                           msg);
     }
     return qf_err_set(c->err, code, "%s: byte %" PRIu64 ": %s.%s: %s", c->pkl_name, o->offset,
@@ -467,11 +442,11 @@ static int read_archive(pt_ctx *c, const uint8_t **pkl, uint64_t *pkl_len)
     e = qf_zip_entry_at(f->zip, 0);
     {
         const char *slash = strchr(e->name, '/');
-        char shown[4 * SHOW + 8];
+        char shown[4 * QF_ERR_SHOW + 8];
         if (!slash)
             return qf_err_set(c->err, QF_EFORMAT,
                               "%s: member \"%s\" is not inside a folder (torch writes <root>/data.pkl)",
-                              c->path, show(shown, sizeof shown, e->name, strlen(e->name)));
+                              c->path, qf_err_show(shown, sizeof shown, e->name, strlen(e->name)));
         rl = (size_t)(slash - e->name);
         if (rl + 64 > sizeof name)
             return qf_err_set(c->err, QF_ELIMIT, "%s: archive folder name of %zu bytes is too long",
@@ -485,11 +460,11 @@ static int read_archive(pt_ctx *c, const uint8_t **pkl, uint64_t *pkl_len)
     for (i = 1; i < cnt; i++) {
         e = qf_zip_entry_at(f->zip, i);
         if (strncmp(e->name, f->root, rl) != 0 || e->name[rl] != '/') {
-            char a[4 * SHOW + 8], b[4 * SHOW + 8];
+            char a[4 * QF_ERR_SHOW + 8], b[4 * QF_ERR_SHOW + 8];
             return qf_err_set(c->err, QF_EFORMAT,
                               "%s: member \"%s\" is outside the archive folder \"%s\"", c->path,
-                              show(a, sizeof a, e->name, strlen(e->name)),
-                              show(b, sizeof b, f->root, rl));
+                              qf_err_show(a, sizeof a, e->name, strlen(e->name)),
+                              qf_err_show(b, sizeof b, f->root, rl));
         }
     }
     snprintf(name, sizeof name, "%s/constants.pkl", f->root);
@@ -507,9 +482,9 @@ static int read_archive(pt_ctx *c, const uint8_t **pkl, uint64_t *pkl_len)
                               "%s: byteorder is \"big\": big-endian checkpoints are not supported",
                               c->path);
         if (n != 6 || memcmp(d, "little", 6) != 0) {
-            char shown[4 * SHOW + 8];
+            char shown[4 * QF_ERR_SHOW + 8];
             return qf_err_set(c->err, QF_EFORMAT, "%s: byteorder is \"%s\", not \"little\" or \"big\"",
-                              c->path, show(shown, sizeof shown, (const char *)d, n));
+                              c->path, qf_err_show(shown, sizeof shown, (const char *)d, n));
         }
     }
 
@@ -525,9 +500,9 @@ static int read_archive(pt_ctx *c, const uint8_t **pkl, uint64_t *pkl_len)
     for (k = 0; k < n && d[k] >= '0' && d[k] <= '9' && v < 100000; k++)
         v = v * 10 + (d[k] - '0');
     if (k == 0 || v == 0 || v >= 100000 || (k < n && !(k + 1 == n && d[k] == '\n'))) {
-        char shown[4 * SHOW + 8];
+        char shown[4 * QF_ERR_SHOW + 8];
         return qf_err_set(c->err, QF_EFORMAT, "%s: version is \"%s\", not a positive number",
-                          c->path, show(shown, sizeof shown, (const char *)d, n));
+                          c->path, qf_err_show(shown, sizeof shown, (const char *)d, n));
     }
     f->version = v;
 
@@ -604,7 +579,7 @@ static int do_persid(pt_ctx *c, qf_pkl_id id)
     pt_file *f = c->f;
     pt_storage *s;
     const qf_pkl_global *g;
-    char key[256], member[1024], shown[4 * SHOW + 8];
+    char key[256], member[1024], shown[4 * QF_ERR_SHOW + 8];
     uint64_t esz, need, size;
     const uint8_t *data;
     int64_t e;
@@ -637,7 +612,7 @@ static int do_persid(pt_ctx *c, qf_pkl_id id)
         return pkl_fail(c, QF_EFORMAT, p->offset,
                         "persistent id's storage key is not a plain name (letters, digits, _ . -)%s%s%s",
                         it[2]->kind == QF_PKL_STR ? ": \"" : "",
-                        it[2]->kind == QF_PKL_STR ? show(shown, sizeof shown, it[2]->s, it[2]->len) : "",
+                        it[2]->kind == QF_PKL_STR ? qf_err_show(shown, sizeof shown, it[2]->s, it[2]->len) : "",
                         it[2]->kind == QF_PKL_STR ? "\"" : "");
     if (it[3]->kind != QF_PKL_STR)
         return pkl_fail(c, QF_EFORMAT, p->offset, "persistent id's location is a %s, not a str",
@@ -740,7 +715,7 @@ static const char *cand_path(const pt_ctx *c, const cand *v, int32_t i, char *bu
     int32_t chain[MAX_DICT_DEPTH + 1];
     int n = 0, j;
     size_t used = 0;
-    char part[4 * SHOW + 8];
+    char part[4 * QF_ERR_SHOW + 8];
 
     buf[0] = '\0';
     for (; i >= 0 && v[i].parent >= 0 && n <= MAX_DICT_DEPTH; i = v[i].parent)
@@ -748,7 +723,7 @@ static const char *cand_path(const pt_ctx *c, const cand *v, int32_t i, char *bu
     for (j = n - 1; j >= 0 && used < cap; j--) {
         const qf_pkl_obj *k = obj(c, v[chain[j]].key);
         used += (size_t)snprintf(buf + used, cap - used, "%s%s", j == n - 1 ? "" : "/",
-                                 show(part, sizeof part, k->s, k->len));
+                                 qf_err_show(part, sizeof part, k->s, k->len));
     }
     return buf;
 }
@@ -851,9 +826,9 @@ static int find_dict(pt_ctx *c)
         buf[0] = '\0';
         for (i = 0; i < r->n && i < 6 && used < 200; i++) {
             const qf_pkl_obj *k = obj(c, r->items[2 * i]);
-            char part[4 * SHOW + 8];
+            char part[4 * QF_ERR_SHOW + 8];
             used += (size_t)snprintf(buf + used, sizeof buf - used, "%s%s", i ? ", " : "",
-                                     k->kind == QF_PKL_STR ? show(part, sizeof part, k->s, k->len)
+                                     k->kind == QF_PKL_STR ? qf_err_show(part, sizeof part, k->s, k->len)
                                                            : qf_pkl_kind_name(k->kind));
         }
         rc = qf_err_set(c->err, QF_EFORMAT, "%s: no dict of tensors in the checkpoint (top-level keys: %s%s)",
@@ -904,7 +879,7 @@ static int arg_ints(const pt_ctx *c, qf_pkl_id id, int64_t *v)
 static int check_metadata(pt_ctx *c, qf_pkl_id call, qf_pkl_id id)
 {
     const qf_pkl_obj *m = obj(c, id);
-    char nm[4 * SHOW + 8];
+    char nm[4 * QF_ERR_SHOW + 8];
     uint32_t i;
 
     if (m->kind == QF_PKL_NONE)
@@ -917,7 +892,7 @@ static int check_metadata(pt_ctx *c, qf_pkl_id call, qf_pkl_id id)
             return call_fail(c, call, QF_EFORMAT, "metadata is not a dict of str to bool");
         if (val->i)
             return call_fail(c, call, QF_EUNSUPPORTED, "metadata sets \"%s\" (neg/conj views are not supported)",
-                             show(nm, sizeof nm, k->s, k->len));
+                             qf_err_show(nm, sizeof nm, k->s, k->len));
     }
     return 0;
 }
@@ -1187,7 +1162,7 @@ static int place_view(pt_ctx *c, pt_view *v, const char *tname)
     size_t esz = qf_dtype_size(v->dtype);
     uint64_t cap_view, cap_file;
     uint8_t *buf, **no;
-    char nm[4 * SHOW + 8];
+    char nm[4 * QF_ERR_SHOW + 8];
 
     if (v->data || v->materialized)
         return 0;
@@ -1201,12 +1176,12 @@ static int place_view(pt_ctx *c, pt_view *v, const char *tname)
         return qf_err_set(c->err, QF_ELIMIT,
                           "%s: tensor \"%s\": its strided view would copy out %" PRIu64
                           " bytes from a storage of %" PRIu64 " (more than 4x: refused)",
-                          c->path, show(nm, sizeof nm, tname, strlen(tname)), v->nbytes, s->nbytes);
+                          c->path, qf_err_show(nm, sizeof nm, tname, strlen(tname)), v->nbytes, s->nbytes);
     if (v->nbytes > cap_file - f->owned_bytes)
         return qf_err_set(c->err, QF_ELIMIT,
                           "%s: tensor \"%s\": strided views would copy out more than %" PRIu64
                           " bytes in all (4x the file size + 16 MiB)",
-                          c->path, show(nm, sizeof nm, tname, strlen(tname)), cap_file);
+                          c->path, qf_err_show(nm, sizeof nm, tname, strlen(tname)), cap_file);
     if (v->nbytes > SIZE_MAX)
         return qf_err_set(c->err, QF_ENOMEM, "%s: out of memory", c->path);
     no = realloc(f->owned, (f->n_owned + 1) * sizeof *no);
@@ -1216,7 +1191,7 @@ static int place_view(pt_ctx *c, pt_view *v, const char *tname)
     buf = malloc((size_t)v->nbytes);
     if (!buf)
         return qf_err_set(c->err, QF_ENOMEM, "%s: tensor \"%s\": out of memory (%" PRIu64 " bytes)",
-                          c->path, show(nm, sizeof nm, tname, strlen(tname)), v->nbytes);
+                          c->path, qf_err_show(nm, sizeof nm, tname, strlen(tname)), v->nbytes);
     f->owned[f->n_owned++] = buf;
     f->owned_bytes += v->nbytes;
     copy_view(buf, s->data, v, esz);
@@ -1313,7 +1288,7 @@ static int list_tensors(pt_ctx *c)
 {
     qf_pt *pt = c->pt;
     const qf_pkl_obj *d = obj(c, c->dict);
-    char nm[4 * SHOW + 8];
+    char nm[4 * QF_ERR_SHOW + 8];
     uint32_t i, k;
     int rc;
 
@@ -1337,7 +1312,7 @@ static int list_tensors(pt_ctx *c)
             return pkl_fail(c, QF_EFORMAT, key->offset, "a tensor has an empty name");
         if (memchr(key->s, '\0', (size_t)key->len))
             return pkl_fail(c, QF_EFORMAT, key->offset, "tensor name \"%s\" holds a NUL byte",
-                            show(nm, sizeof nm, key->s, key->len));
+                            qf_err_show(nm, sizeof nm, key->s, key->len));
         name = malloc((size_t)key->len + 1);
         if (!name)
             return qf_err_set(c->err, QF_ENOMEM, "%s: out of memory", c->path);
@@ -1529,8 +1504,8 @@ static int finish(qf_pt *pt, qf_err *err)
     for (i = 1; i < n; i++) {
         const qf_pt_tensor *a = &pt->tensors[pt->by_name[i - 1]], *b = &pt->tensors[pt->by_name[i]];
         if (strcmp(a->name, b->name) == 0) {
-            char nm[4 * SHOW + 8];
-            show(nm, sizeof nm, b->name, strlen(b->name));
+            char nm[4 * QF_ERR_SHOW + 8];
+            qf_err_show(nm, sizeof nm, b->name, strlen(b->name));
             if (a->file == b->file)
                 return qf_err_set(err, QF_EFORMAT, "%s: duplicate tensor \"%s\"",
                                   pt->files[b->file].path, nm);

@@ -32,7 +32,6 @@
 #define FLAG_DESCRIPTOR 0x0008u
 #define FLAG_STRONG_ENC 0x0040u
 
-#define SHOW 60 /* at most this many bytes of a hostile name go into a message */
 
 struct qf_zip {
     const uint8_t *base;
@@ -46,32 +45,6 @@ struct qf_zip {
 /* =====================================================================
  * Helpers
  * ===================================================================== */
-
-/* A name made safe for a one-line message: printable ASCII kept, the rest as
- * \xHH, cut at SHOW bytes. */
-static const char *show_name(char *buf, size_t cap, const uint8_t *s, size_t n)
-{
-    size_t i, k = 0;
-
-    for (i = 0; i < n && i < SHOW && k + 5 < cap; i++) {
-        uint8_t c = s[i];
-        if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
-            buf[k++] = (char)c;
-        } else {
-            static const char hex[] = "0123456789abcdef";
-            buf[k++] = '\\';
-            buf[k++] = 'x';
-            buf[k++] = hex[c >> 4];
-            buf[k++] = hex[c & 15];
-        }
-    }
-    if (i < n && k + 4 < cap) {
-        memcpy(buf + k, "...", 3);
-        k += 3;
-    }
-    buf[k] = '\0';
-    return buf;
-}
 
 static const char *method_name(uint16_t m)
 {
@@ -338,7 +311,7 @@ static int read_central(qf_zip *z, qf_cur *c, int64_t k, qf_err *err)
     uint16_t made_by, version, flags, method, mtime, mdate, nlen, xlen, clen, disk, int_attr;
     const uint8_t *name, *extra, *comment;
     uint64_t at = c->pos;
-    char shown[4 * SHOW + 8];
+    char shown[4 * QF_ERR_SHOW + 8];
     const char *why;
     char *copy;
 
@@ -362,7 +335,7 @@ static int read_central(qf_zip *z, qf_cur *c, int64_t k, qf_err *err)
                           "%s: zip: central entry %" PRId64 " at offset %" PRIu64
                           ": name, extra or comment runs past the central directory",
                           z->name, k, at);
-    show_name(shown, sizeof shown, name, nlen);
+    qf_err_show(shown, sizeof shown, name, nlen);
     if ((why = bad_name(name, nlen)) != NULL)
         return qf_err_set(err, QF_EFORMAT, "%s: zip: entry name \"%s\" %s", z->name, shown, why);
     if (flags & (FLAG_ENCRYPTED | FLAG_STRONG_ENC))
@@ -398,10 +371,10 @@ static int read_local(qf_zip *z, int64_t k, uint64_t data_limit, qf_err *err)
     uint64_t at = e->header_offset, lcsize, lusize;
     uint32_t lcrc;
     uint16_t lflags, lmethod, nlen, xlen;
-    char shown[4 * SHOW + 8];
+    char shown[4 * QF_ERR_SHOW + 8];
     qf_cur c;
 
-    show_name(shown, sizeof shown, (const uint8_t *)e->name, strlen(e->name));
+    qf_err_show(shown, sizeof shown, (const uint8_t *)e->name, strlen(e->name));
     if (at > data_limit || data_limit - at < LOCAL_LEN)
         return qf_err_set(err, QF_EFORMAT,
                           "%s: zip: entry \"%s\": local header offset %" PRIu64
@@ -570,13 +543,13 @@ int qf_zip_open_buffer(const void *buf, uint64_t size, const char *name, qf_zip 
     for (i = 1; i < z->n; i++) {
         const qf_zip_entry *a = &z->entries[by_off[i - 1]], *b = &z->entries[by_off[i]];
         if (a->data_offset + a->comp_size > b->header_offset) {
-            char sa[4 * SHOW + 8], sb[4 * SHOW + 8];
+            char sa[4 * QF_ERR_SHOW + 8], sb[4 * QF_ERR_SHOW + 8];
             rc = qf_err_set(err, QF_EFORMAT,
                             "%s: zip: entries \"%s\" [%" PRIu64 ", %" PRIu64 ") and \"%s\" [%" PRIu64
                             ", %" PRIu64 ") overlap",
-                            name, show_name(sa, sizeof sa, (const uint8_t *)a->name, strlen(a->name)),
+                            name, qf_err_show(sa, sizeof sa, (const uint8_t *)a->name, strlen(a->name)),
                             a->header_offset, a->data_offset + a->comp_size,
-                            show_name(sb, sizeof sb, (const uint8_t *)b->name, strlen(b->name)),
+                            qf_err_show(sb, sizeof sb, (const uint8_t *)b->name, strlen(b->name)),
                             b->header_offset, b->data_offset + b->comp_size);
             goto done;
         }
@@ -587,9 +560,9 @@ int qf_zip_open_buffer(const void *buf, uint64_t size, const char *name, qf_zip 
     for (i = 1; i < z->n; i++) {
         const qf_zip_entry *a = &z->entries[z->by_name[i - 1]], *b = &z->entries[z->by_name[i]];
         if (strcmp(a->name, b->name) == 0) {
-            char sa[4 * SHOW + 8];
+            char sa[4 * QF_ERR_SHOW + 8];
             rc = qf_err_set(err, QF_EFORMAT, "%s: zip: duplicate entry \"%s\"", name,
-                            show_name(sa, sizeof sa, (const uint8_t *)a->name, strlen(a->name)));
+                            qf_err_show(sa, sizeof sa, (const uint8_t *)a->name, strlen(a->name)));
             goto done;
         }
     }
@@ -635,7 +608,7 @@ int qf_zip_stored_data(const qf_zip *z, int64_t i, const uint8_t **data, uint64_
                        qf_err *err)
 {
     const qf_zip_entry *e = qf_zip_entry_at(z, i);
-    char shown[4 * SHOW + 8];
+    char shown[4 * QF_ERR_SHOW + 8];
 
     if (data)
         *data = NULL;
@@ -647,7 +620,7 @@ int qf_zip_stored_data(const qf_zip *z, int64_t i, const uint8_t **data, uint64_
         return qf_err_set(err, QF_EUNSUPPORTED,
                           "%s: zip: entry \"%s\" is compressed (method %u, %s; %" PRIu64 " bytes expanding to %" PRIu64
                           ") where torch stores data uncompressed",
-                          z->name, show_name(shown, sizeof shown, (const uint8_t *)e->name, strlen(e->name)),
+                          z->name, qf_err_show(shown, sizeof shown, (const uint8_t *)e->name, strlen(e->name)),
                           (unsigned)e->method, method_name(e->method), e->comp_size, e->size);
     if (data)
         *data = z->base + e->data_offset;
@@ -661,7 +634,7 @@ int qf_zip_check_crc(const qf_zip *z, int64_t i, qf_err *err)
     const uint8_t *p;
     uint64_t n, done = 0;
     uint32_t crc = 0;
-    char shown[4 * SHOW + 8];
+    char shown[4 * QF_ERR_SHOW + 8];
     int rc = qf_zip_stored_data(z, i, &p, &n, err);
 
     if (rc != 0)
@@ -675,7 +648,7 @@ int qf_zip_check_crc(const qf_zip *z, int64_t i, qf_err *err)
         return qf_err_set(err, QF_EMISMATCH,
                           "%s: zip: entry \"%s\": CRC-32 is %08" PRIx32 ", the directory says %08" PRIx32,
                           z->name,
-                          show_name(shown, sizeof shown, (const uint8_t *)z->entries[i].name,
+                          qf_err_show(shown, sizeof shown, (const uint8_t *)z->entries[i].name,
                                     strlen(z->entries[i].name)),
                           crc, z->entries[i].crc32);
     return 0;
